@@ -1,0 +1,280 @@
+"""Compile one parsed Sigma rule (pySigma's model) into a SQL predicate over a group table.
+
+A *group table* holds the events of one (channel, event id) with one column per field the rules
+need, in two variants: ``"l:Name"`` lower-cased (for Sigma's default case-insensitive matching,
+so the engine can use fast plain string functions instead of ``ILIKE``) and ``"c:Name"`` as
+logged (``|cased``, ``|re``, numbers). The field ``*`` is the text of all the event's values,
+searched by keyword (field-less) detections. The predicate lists the columns it needs.
+
+Semantics follow the Sigma specification:
+
+* strings: ``*``/``?`` wildcards with ``\\`` escapes; ``contains``/``startswith``/``endswith``/
+  ``all``/``windash``/``base64``/``base64offset``/``utf16*``/``wide`` arrive from pySigma as
+  ready strings or expansions;
+* ``re`` with ``i``/``m``/``s`` flags; patterns RE2 cannot run (look-around, back-references)
+  use Python's ``re`` through the ``varde_regex`` function the engine registers;
+* ``cidr`` (expanded to address prefixes), ``gt``/``gte``/``lt``/``lte`` (numeric), ``exists``,
+  ``fieldref``, ``null``, ``neq``;
+* an absent field never matches a value, and under ``not`` it counts as "not matched" (SQL's
+  NULL would otherwise make ``not`` false too).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.rule import SigmaRule
+from sigma.types import (
+    CompareOperators,
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaQueryExpression,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SigmaTimestampPart,
+    SpecialChars,
+)
+
+from varde.detect.sigma.logsource import Target
+
+#: The pseudo-field holding all of an event's values, for keyword detections.
+TEXT_FIELD = "*"
+
+_COMPARE = {
+    CompareOperators.LT: "<",
+    CompareOperators.LTE: "<=",
+    CompareOperators.GT: ">",
+    CompareOperators.GTE: ">=",
+    CompareOperators.NEQ: "<>",
+}
+_FLAGS = {
+    SigmaRegularExpressionFlag.IGNORECASE: "i",
+    SigmaRegularExpressionFlag.MULTILINE: "m",
+    SigmaRegularExpressionFlag.DOTALL: "s",
+}
+
+
+class UnsupportedRule(Exception):
+    """The rule uses something this compiler cannot express; the message says what."""
+
+
+@dataclass(frozen=True, order=True)
+class Column:
+    """A column of a group table: a field, lower-cased or as logged."""
+
+    field: str
+    cased: bool
+
+    @property
+    def ident(self) -> str:
+        """The quoted SQL identifier of this column."""
+        return quote_ident(("c:" if self.cased else "l:") + self.field)
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """A compiled rule for one target: SQL boolean expression and the columns it reads."""
+
+    sql: str
+    columns: frozenset[Column]
+    python_regex: bool = False
+
+
+def quote_ident(name: str) -> str:
+    """A double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A single-quoted SQL string literal (DuckDB keeps backslashes as they are)."""
+    if "\x00" in text:
+        raise UnsupportedRule("a value contains a NUL character")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def compile_rule(rule: SigmaRule, target: Target) -> Predicate:
+    """The predicate selecting the events of ``target`` that ``rule`` matches."""
+    builder = _Builder(target)
+    parts = []
+    for condition in rule.detection.parsed_condition:
+        parts.append(builder.node(condition.parsed))
+    sql = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+    for name, values in target.conditions:
+        column = builder.column(name, cased=False)
+        options = ", ".join(literal(v.lower()) for v in values)
+        sql = f"({column} IN ({options}) AND {sql})"
+    return Predicate(sql, frozenset(builder.columns), builder.python_regex)
+
+
+class _Builder:
+    """Walks one condition tree; collects the columns used on the way."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.columns: set[Column] = set()
+        self.python_regex = False
+
+    def column(self, field: str, cased: bool) -> str:
+        col = Column(field if field == TEXT_FIELD else self.target.field_name(field), cased)
+        self.columns.add(col)
+        return col.ident
+
+    def node(self, node: Any) -> str:
+        if isinstance(node, ConditionAND):
+            return "(" + " AND ".join(self.node(a) for a in node.args) + ")"
+        if isinstance(node, ConditionOR):
+            return "(" + " OR ".join(self.node(a) for a in node.args) + ")"
+        if isinstance(node, ConditionNOT):
+            return f"(NOT coalesce({self.node(node.args[0])}, false))"
+        if isinstance(node, ConditionFieldEqualsValueExpression):
+            return self.value(node.field, node.value)
+        if isinstance(node, ConditionValueExpression):
+            return self.keyword(node.value)
+        raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
+
+    def value(self, field: str, value: Any) -> str:
+        """``field`` matches ``value`` (any Sigma value type)."""
+        if isinstance(value, SigmaExpansion):
+            return "(" + " OR ".join(self.value(field, v) for v in value.values) + ")"
+        if isinstance(value, SigmaCasedString):
+            return string_match(self.column(field, True), value, lower=False)
+        if isinstance(value, SigmaString):
+            return string_match(self.column(field, False), value, lower=True)
+        if isinstance(value, SigmaTimestampPart):
+            raise UnsupportedRule("timestamp part modifiers (hour, day, ...) are not supported")
+        if isinstance(value, SigmaBool):
+            return f"{self.column(field, False)} = {literal('true' if value.boolean else 'false')}"
+        if isinstance(value, SigmaNumber):
+            return f"{self.column(field, False)} = {literal(str(value.number))}"
+        if isinstance(value, SigmaNull):
+            col = self.column(field, True)
+            return f"({col} IS NULL OR {col} = '')"
+        if isinstance(value, SigmaExists):
+            return f"({self.column(field, True)} IS {'NOT ' if value.exists else ''}NULL)"
+        if isinstance(value, SigmaRegularExpression):
+            return self.regex(self.column(field, True), value)
+        if isinstance(value, SigmaCIDRExpression):
+            patterns = [SigmaString(p) for p in value.expand(wildcard="*")]
+            col = self.column(field, False)
+            return "(" + " OR ".join(string_match(col, p, lower=True) for p in patterns) + ")"
+        if isinstance(value, SigmaCompareExpression):
+            number = value.number.number
+            return f"(TRY_CAST({self.column(field, True)} AS DOUBLE) {_COMPARE[value.op]} {number!r})"
+        if isinstance(value, SigmaFieldReference):
+            return self.field_reference(field, value)
+        if isinstance(value, SigmaQueryExpression):
+            raise UnsupportedRule("query expressions (placeholders without values) are not supported")
+        raise UnsupportedRule(f"value type {type(value).__name__} is not supported")
+
+    def keyword(self, value: Any) -> str:
+        """A field-less value: found anywhere in the event's text."""
+        if isinstance(value, SigmaExpansion):
+            return "(" + " OR ".join(self.keyword(v) for v in value.values) + ")"
+        if isinstance(value, SigmaRegularExpression):
+            return self.regex(self.column(TEXT_FIELD, True), value)
+        if isinstance(value, SigmaString):
+            cased = isinstance(value, SigmaCasedString)
+            parts = [SpecialChars.WILDCARD_MULTI, *value.s, SpecialChars.WILDCARD_MULTI]
+            return string_parts_match(self.column(TEXT_FIELD, cased), parts, lower=not cased)
+        if isinstance(value, SigmaNumber | SigmaBool):
+            text = str(value.number) if isinstance(value, SigmaNumber) else str(value.boolean).lower()
+            return f"contains({self.column(TEXT_FIELD, False)}, {literal(text)})"
+        raise UnsupportedRule(f"keyword of type {type(value).__name__} is not supported")
+
+    def regex(self, column: str, value: SigmaRegularExpression) -> str:
+        flags = "".join(sorted(_FLAGS[f] for f in value.flags))
+        pattern = (f"(?{flags})" if flags else "") + value.regexp.to_plain()
+        if re2_accepts(pattern):
+            return f"regexp_matches({column}, {literal(pattern)})"
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise UnsupportedRule(f"invalid regular expression {pattern!r}: {exc}") from exc
+        self.python_regex = True
+        return f"varde_regex({column}, {literal(pattern)})"
+
+    def field_reference(self, field: str, ref: SigmaFieldReference) -> str:
+        left, right = self.column(field, False), self.column(ref.field, False)
+        if ref.starts_with:
+            return f"starts_with({left}, {right})"
+        if ref.ends_with:
+            return f"ends_with({left}, {right})"
+        return f"({left} = {right})"
+
+
+def re2_accepts(pattern: str) -> bool:
+    """Whether RE2 (DuckDB's regex engine) compiles ``pattern``."""
+    import re2
+
+    try:
+        re2.compile(pattern)
+    except Exception:  # re2 raises its own error type, differing between builds
+        return False
+    return True
+
+
+def string_match(column: str, value: SigmaString, lower: bool) -> str:
+    """``column`` matches the Sigma string ``value`` (wildcards honoured)."""
+    return string_parts_match(column, list(value.s), lower)
+
+
+def string_parts_match(column: str, parts: list[Any], lower: bool) -> str:
+    """Match ``column`` against Sigma string parts using the cheapest SQL that is exact."""
+    merged: list[Any] = []
+    for part in parts:
+        if isinstance(part, Placeholder):
+            raise UnsupportedRule(f"placeholder %{part.name}% has no value (give a placeholder file)")
+        if isinstance(part, str):
+            part = part.lower() if lower else part
+            if merged and isinstance(merged[-1], str):
+                merged[-1] += part
+                continue
+        elif merged and part is SpecialChars.WILDCARD_MULTI and merged[-1] is SpecialChars.WILDCARD_MULTI:
+            continue
+        merged.append(part)
+    lead = bool(merged) and merged[0] is SpecialChars.WILDCARD_MULTI
+    trail = len(merged) > int(lead) and merged[-1] is SpecialChars.WILDCARD_MULTI
+    core = merged[int(lead) : len(merged) - int(trail)]
+    if all(isinstance(p, str) for p in core):
+        text = "".join(core)
+        if not lead and not trail:
+            return f"(coalesce({column}, '') = '')" if text == "" else f"({column} = {literal(text)})"
+        if text == "":
+            return f"({column} IS NOT NULL)"
+        if lead and trail:
+            return f"contains({column}, {literal(text)})"
+        if lead:
+            return f"ends_with({column}, {literal(text)})"
+        return f"starts_with({column}, {literal(text)})"
+    return f"({column} LIKE {literal(like_pattern(merged))} ESCAPE '\\')"
+
+
+def like_pattern(parts: list[Any]) -> str:
+    """A SQL LIKE pattern (escape character ``\\``) for Sigma string parts."""
+    out = []
+    for part in parts:
+        if part is SpecialChars.WILDCARD_MULTI:
+            out.append("%")
+        elif part is SpecialChars.WILDCARD_SINGLE:
+            out.append("_")
+        else:
+            out.append(re.sub(r"([\\%_])", r"\\\1", part))
+    return "".join(out)

@@ -1,0 +1,1 @@
+"""The normalised event schema and the stores that hold events."""

@@ -1,0 +1,215 @@
+"""Normalise one Windows event, in any of its JSON layouts, to the common columns + own fields.
+
+Layouts handled (all seen in real collections):
+
+* the ``evtx`` crate's rendering (``evtx_dump -o json``, the ``.json`` twins of the SigmaHQ
+  regression data): ``Event.System`` + ``Event.EventData`` / ``Event.UserData``;
+* Winlogbeat: ``winlog.channel``, ``winlog.event_data`` ...;
+* flattened NXLog / OTRF style: ``Channel``, ``EventID``, ``Hostname`` and the EventData names as
+  top-level keys, usually with the rendered ``Message``.
+
+Field values are kept as the source wrote them (strings); numbers and booleans become their
+text so that Sigma string matching sees what an analyst would see in Event Viewer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: System values copied into the own fields (unless EventData already has that name), so
+#: that rules and analysts can use them.
+_SYSTEM_EXTRAS = ("Level", "Task", "Opcode", "Keywords", "Version")
+
+
+class WinEvent(NamedTuple):
+    """The common columns of one Windows event and its own fields."""
+
+    ts_us: int | None
+    host: str | None
+    channel: str | None
+    provider: str | None
+    event_id: int | None
+    record_id: int | None
+    fields: dict[str, str | None]
+
+
+def parse_time_us(value: Any) -> int | None:
+    """Microseconds since 1970 UTC from an ISO 8601 time; a time without zone is taken as UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(" UTC"):
+        text = text[:-4]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _ONE_US
+
+
+_ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
+
+
+def as_text(value: Any) -> str | None:
+    """The text form of a scalar JSON value (``true``/``false`` for booleans)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return as_text(value.get("#text"))
+    if isinstance(value, list):
+        return "\n".join(t for t in (as_text(v) for v in value) if t is not None)
+    return str(value)
+
+
+def as_int(value: Any) -> int | None:
+    """An integer from ``5``, ``"5"`` or the crate's ``{"#text": "5", "#attributes": ...}``."""
+    if isinstance(value, dict):
+        value = value.get("#text")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip(), 0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def flatten_data(node: Any, out: dict[str, str | None]) -> None:
+    """Flatten EventData / UserData into ``name -> text``.
+
+    Named ``<Data Name="X">`` values arrive as keys. Unnamed, positional ``<Data>`` values
+    (classic providers such as MSExchange CmdletLogs) arrive as one ``Data`` list and are kept
+    as one newline-joined ``Data`` text, which is what keyword rules search. UserData wraps its
+    values in one provider-specific element, which is stepped into.
+    """
+    if not isinstance(node, dict):
+        text = as_text(node)
+        if text is not None:
+            out.setdefault("Data", text)
+        return
+    for name, value in node.items():
+        if name == "#attributes":
+            continue
+        if isinstance(value, dict) and "#text" not in value:
+            flatten_data(value, out)
+        else:
+            out[name if name != "#text" else "Data"] = as_text(value)
+
+
+def from_evtx_layout(event: dict[str, Any]) -> WinEvent:
+    """Normalise the ``evtx`` crate's ``{"Event": {"System": ..., "EventData": ...}}``."""
+    system = event.get("System") or {}
+    provider = system.get("Provider") or {}
+    attrs = (provider.get("#attributes") or {}) if isinstance(provider, dict) else {}
+    created = system.get("TimeCreated") or {}
+    created_attrs = (created.get("#attributes") or {}) if isinstance(created, dict) else {}
+    fields: dict[str, str | None] = {}
+    for key in ("EventData", "UserData"):
+        if key in event:
+            flatten_data(event[key], fields)
+    for name in _SYSTEM_EXTRAS:
+        if name in system and name not in fields:
+            fields[name] = as_text(system[name])
+    security = system.get("Security")
+    if isinstance(security, dict) and "UserID" not in fields:
+        user = (security.get("#attributes") or {}).get("UserID")
+        if user:
+            fields["UserID"] = user
+    return WinEvent(
+        ts_us=parse_time_us(created_attrs.get("SystemTime")),
+        host=as_text(system.get("Computer")),
+        channel=as_text(system.get("Channel")),
+        provider=attrs.get("Name") or attrs.get("EventSourceName"),
+        event_id=as_int(system.get("EventID")),
+        record_id=as_int(system.get("EventRecordID")),
+        fields=fields,
+    )
+
+
+def from_winlogbeat(doc: dict[str, Any]) -> WinEvent:
+    """Normalise a Winlogbeat document (``winlog`` object plus ``@timestamp`` and ``message``)."""
+    winlog = doc.get("winlog") or {}
+    fields: dict[str, str | None] = {}
+    for key in ("event_data", "user_data"):
+        if isinstance(winlog.get(key), dict):
+            flatten_data(winlog[key], fields)
+    message = doc.get("message")
+    if message is not None and "Message" not in fields:
+        fields["Message"] = as_text(message)
+    event = doc.get("event") or {}
+    return WinEvent(
+        ts_us=parse_time_us(doc.get("@timestamp") or event.get("created")),
+        host=as_text(winlog.get("computer_name") or (doc.get("host") or {}).get("name")),
+        channel=as_text(winlog.get("channel")),
+        provider=as_text(winlog.get("provider_name")),
+        event_id=as_int(winlog.get("event_id") or event.get("code")),
+        record_id=as_int(winlog.get("record_id")),
+        fields=fields,
+    )
+
+
+#: Flat-layout keys that become common columns, in order of preference for each column.
+_FLAT_COLUMNS = {
+    "ts": ("TimeCreated", "@timestamp", "EventTime", "TimeGenerated", "EventReceivedTime"),
+    "host": ("Hostname", "Computer", "ComputerName", "MachineName"),
+    "channel": ("Channel", "LogName"),
+    "provider": ("SourceName", "ProviderName", "Provider_Name", "Provider"),
+    "event_id": ("EventID", "EventId", "Id"),
+    "record_id": ("EventRecordID", "RecordNumber", "RecordId"),
+}
+_FLAT_META = frozenset(k for keys in _FLAT_COLUMNS.values() for k in keys) | {"@version"}
+
+
+def _first(doc: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = doc.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def from_flat(doc: dict[str, Any]) -> WinEvent:
+    """Normalise a flattened NXLog / OTRF-style event (EventData names as top-level keys)."""
+    fields: dict[str, str | None] = {}
+    for name, value in doc.items():
+        if name not in _FLAT_META:
+            fields[name] = as_text(value)
+    return WinEvent(
+        ts_us=parse_time_us(_first(doc, _FLAT_COLUMNS["ts"])),
+        host=as_text(_first(doc, _FLAT_COLUMNS["host"])),
+        channel=as_text(_first(doc, _FLAT_COLUMNS["channel"])),
+        provider=as_text(_first(doc, _FLAT_COLUMNS["provider"])),
+        event_id=as_int(_first(doc, _FLAT_COLUMNS["event_id"])),
+        record_id=as_int(_first(doc, _FLAT_COLUMNS["record_id"])),
+        fields=fields,
+    )
+
+
+def layout_of(doc: dict[str, Any]) -> str | None:
+    """Which layout a decoded JSON document is in: ``evtx``, ``winlogbeat``, ``flat`` or None."""
+    if isinstance(doc.get("Event"), dict) and isinstance(doc["Event"].get("System"), dict):
+        return "evtx"
+    if isinstance(doc.get("winlog"), dict):
+        return "winlogbeat"
+    if any(k in doc for k in ("EventID", "EventId")) and any(k in doc for k in _FLAT_COLUMNS["channel"]):
+        return "flat"
+    return None
+
+
+def normalise(doc: dict[str, Any], layout: str) -> WinEvent:
+    """Normalise ``doc`` known to be in ``layout`` (see :func:`layout_of`)."""
+    if layout == "evtx":
+        return from_evtx_layout(doc["Event"])
+    if layout == "winlogbeat":
+        return from_winlogbeat(doc)
+    return from_flat(doc)
