@@ -65,8 +65,8 @@ def as_text(value: Any) -> str | None:
         return str(value)
     if isinstance(value, dict):
         return as_text(value.get("#text"))
-    if isinstance(value, list):
-        return "\n".join(t for t in (as_text(v) for v in value) if t is not None)
+    if isinstance(value, list):  # positional <Data> values: one text, as the rendered message reads
+        return " ".join(t for t in (as_text(v) for v in value) if t is not None)
     return str(value)
 
 
@@ -89,7 +89,7 @@ def flatten_data(node: Any, out: dict[str, str | None]) -> None:
 
     Named ``<Data Name="X">`` values arrive as keys. Unnamed, positional ``<Data>`` values
     (classic providers such as MSExchange CmdletLogs) arrive as one ``Data`` list and are kept
-    as one newline-joined ``Data`` text, which is what keyword rules search. UserData wraps its
+    as one space-joined ``Data`` text, which is what keyword rules search. UserData wraps its
     values in one provider-specific element, which is stepped into.
     """
     if not isinstance(node, dict):

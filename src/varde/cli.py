@@ -1,0 +1,125 @@
+"""The ``varde`` command line: parse arguments, call the pipeline, map errors to exit codes.
+
+Exit codes: 0 the command ran (with or without findings); 2 unusable arguments; 3 the case
+folder cannot be created or read; 1 any other varde error. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from varde import __version__
+from varde.case import Case
+from varde.errors import VardeError
+from varde.pipeline import HuntOptions, hunt
+from varde.report import console as console_report
+from varde.report.document import Report
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Compromise assessment for Exchange servers.")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class RichProgress:
+    """Progress bars for reading (bytes) and matching (event groups), on a terminal only."""
+
+    LABELS = {"read": "Reading evidence", "match": "Matching rules"}
+
+    def __init__(self, quiet: bool) -> None:
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, transient=True, disable=quiet or not err.is_terminal,
+        )
+        self.tasks: dict[str, object] = {}
+
+    def start(self, stage: str, total: int) -> None:
+        if stage == "read":
+            self.bar.columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
+        else:
+            self.bar.columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        self.tasks[stage] = self.bar.add_task(self.LABELS.get(stage, stage), total=total)
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self.bar.advance(self.tasks[stage], amount)  # type: ignore[arg-type]
+
+    def end(self, stage: str) -> None:
+        self.bar.remove_task(self.tasks.pop(stage))  # type: ignore[arg-type]
+
+
+def _fail(exc: VardeError) -> typer.Exit:
+    err.print(f"varde: error: {console_report.safe(exc)}", markup=False)
+    return typer.Exit(exc.exit_code)
+
+
+def _run_hunt(evidence: list[Path], case: Path, options: HuntOptions, quiet: bool) -> None:
+    progress = RichProgress(quiet)
+    try:
+        with progress.bar:
+            result = hunt(evidence, case, options, progress)
+    except VardeError as exc:
+        raise _fail(exc) from exc
+    if not quiet:
+        console_report.render(result.report, out)
+        out.print(f"Report: {console_report.safe(result.case.report_path)}", markup=False)
+
+
+@app.command("hunt")
+def hunt_command(
+    evidence: Annotated[list[Path], typer.Argument(help="Evidence files, folders or zip archives (read-only).")],
+    case: Annotated[Path, typer.Option("--case", help="Case folder to create or reuse.")],
+    sigma: Annotated[list[Path], typer.Option("--sigma", help="Sigma rule folder (repeatable).")] = [],  # noqa: B006
+    placeholders: Annotated[
+        Path | None, typer.Option("--placeholders", help="YAML: values for %placeholder% rules.")
+    ] = None,
+    builtin_rules: Annotated[bool, typer.Option(help="Use varde's bundled Sigma rules.")] = True,
+    workers: Annotated[int, typer.Option(help="Reader processes (0: read in this process).", min=0)] = 2,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
+) -> None:
+    """Read evidence into a case, run the rules and write CASE/report.json."""
+    options = HuntOptions(tuple(sigma), builtin_rules, placeholders, workers)
+    _run_hunt(evidence, case, options, quiet)
+
+
+@app.command("demo")
+def demo_command(
+    case: Annotated[Path | None, typer.Option("--case", help="Case folder (default: a temporary one).")] = None,
+) -> None:
+    """Hunt the built-in demo case (a small ProxyLogon-style intrusion) and show the result."""
+    from varde.demo import write_demo_evidence
+
+    work = Path(tempfile.mkdtemp(prefix="varde-demo-"))
+    evidence = write_demo_evidence(work / "evidence")
+    _run_hunt([evidence.parent], case or work / "case", HuntOptions(), quiet=False)
+
+
+@app.command("report")
+def report_command(case: Annotated[Path, typer.Argument(help="A case folder with report.json.")]) -> None:
+    """Show a case's report again, from report.json alone."""
+    try:
+        report = Report.load(Case.open(case).report_path)
+    except VardeError as exc:
+        raise _fail(exc) from exc
+    except ValueError as exc:
+        err.print(f"varde: error: {case}/report.json is not a valid report: {exc}", markup=False)
+        raise typer.Exit(3) from exc
+    console_report.render(report, out)
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print varde's version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    """Console script entry point."""
+    logging.basicConfig(level=os.environ.get("VARDE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    app()

@@ -1,0 +1,98 @@
+"""Turn Sigma matches into findings: one per rule and host, with evidence locators.
+
+A finding keeps what the Detection Rule License asks of anyone who emits alerts from SigmaHQ
+rules: the rule's author, its id and the file it came from.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+from sigma.correlations import SigmaCorrelationRule
+from sigma.rule import SigmaRule
+
+from varde.events.store import EventStore
+from varde.report.document import EvidenceRef, Finding
+
+#: Evidence locators listed per finding (the count is always complete; the store has them all).
+MAX_EVIDENCE = 50
+
+_NAMESPACE = uuid.UUID("0f2b8a52-5a0e-4d6e-9d43-7661726465f1")
+
+
+def attack_ids(rule: SigmaRule | SigmaCorrelationRule) -> list[str]:
+    """ATT&CK technique ids from the rule's ``attack.tNNNN[.NNN]`` tags."""
+    out = []
+    for tag in rule.tags:
+        name = str(tag.name)
+        if tag.namespace == "attack" and name[:1].lower() == "t" and name[1:2].isdigit():
+            out.append(name.upper())
+    return sorted(set(out))
+
+
+def severity(rule: SigmaRule | SigmaCorrelationRule) -> str:
+    """The rule's level as a finding severity (rules without a level are informational)."""
+    level = getattr(rule, "level", None)
+    return level.name.lower() if level is not None else "informational"
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None else None
+
+
+def build_findings(
+    store: EventStore, rules: Mapping[str, SigmaRule | SigmaCorrelationRule], hidden: Iterable[str] = ()
+) -> list[Finding]:
+    """Findings for every rule uid in ``rules`` with matches, except ``hidden`` ones."""
+    hidden = set(hidden)
+    summary = store.query(
+        "SELECT m.rule_uid, e.host, count(*), min(e.ts), max(e.ts) "
+        "FROM (SELECT DISTINCT rule_uid, key FROM sigma_matches) m JOIN events e USING (key) "
+        "GROUP BY 1, 2 ORDER BY 1, 2 NULLS FIRST"
+    )
+    refs = store.query(
+        "SELECT rule_uid, host, path, locator FROM ("
+        " SELECT m.rule_uid, e.host, v.path, e.locator, row_number() OVER "
+        "  (PARTITION BY m.rule_uid, e.host ORDER BY e.ts NULLS LAST, e.key) AS n "
+        " FROM (SELECT DISTINCT rule_uid, key FROM sigma_matches) m JOIN events e USING (key) "
+        " JOIN evidence v ON v.id = e.evidence"
+        f") WHERE n <= {MAX_EVIDENCE} ORDER BY rule_uid, host NULLS FIRST, n"
+    )
+    evidence: dict[tuple[str, str | None], list[EvidenceRef]] = defaultdict(list)
+    for uid, host, path, locator in refs:
+        evidence[(uid, host)].append(EvidenceRef(path=path, locator=locator))
+    findings = []
+    for uid, host, count, first, last in summary:
+        rule = rules.get(uid)
+        if rule is None or uid in hidden:
+            continue
+        findings.append(
+            Finding(
+                id=str(uuid.uuid5(_NAMESPACE, f"sigma|{uid}|{host}")),
+                detector="sigma",
+                rule_id=uid,
+                title=rule.title,
+                severity=severity(rule),  # type: ignore[arg-type]
+                first_seen=_utc(first),
+                last_seen=_utc(last),
+                host=host,
+                techniques=attack_ids(rule),
+                count=int(count),
+                evidence=evidence[(uid, host)],
+                author=rule.author,
+                rule_path=str(rule.source.path) if rule.source else None,
+                references=list(rule.references or []),
+                description=rule.description,
+            )
+        )
+    return sort_findings(findings)
+
+
+def sort_findings(findings: list[Finding]) -> list[Finding]:
+    """Most severe first, then earliest, then by title and id (a stable order)."""
+    rank = {"critical": 0, "high": 1, "medium": 2, "low": 3, "informational": 4}
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted(findings, key=lambda f: (rank[f.severity], f.first_seen or far, f.title, f.id))

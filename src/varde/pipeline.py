@@ -1,0 +1,162 @@
+"""The hunt, wired explicitly: ingest -> detect -> report.
+
+Each stage's output is kept in the case folder (events and matches in ``events.duckdb``, the
+result in ``report.json``). Library code reports progress through the :class:`Progress`
+callbacks and never prints.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+from varde.case import Case
+from varde.detect.sigma.correlation import run_correlations
+from varde.detect.sigma.engine import Group, SigmaEngine, compile_rulesets, list_groups
+from varde.detect.sigma.findings import build_findings
+from varde.detect.sigma.rules import RuleSet, load_placeholders, load_ruleset
+from varde.errors import UsageError
+from varde.events.store import EventStore
+from varde.ingest import IngestSummary, ingest, plan
+from varde.report.build import RulesetOutcome, build_report
+from varde.report.document import Report
+from varde.sources.base import ArchiveLimits
+from varde.sources.ingest import Task
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_RULES = "builtin:varde-sigma"
+
+
+def utc_now() -> datetime:
+    """The real clock (tests inject a fixed one)."""
+    return datetime.now(UTC)
+
+
+class Progress(Protocol):
+    """Progress callbacks: a stage starts with a total, advances, and ends."""
+
+    def start(self, stage: str, total: int) -> None: ...
+
+    def advance(self, stage: str, amount: int = 1) -> None: ...
+
+    def end(self, stage: str) -> None: ...
+
+
+class NoProgress:
+    """Progress that goes nowhere."""
+
+    def start(self, stage: str, total: int) -> None:
+        pass
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        pass
+
+    def end(self, stage: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class HuntOptions:
+    """What a hunt reads and with which rules."""
+
+    sigma_dirs: tuple[Path, ...] = ()
+    builtin_rules: bool = True
+    placeholders: Path | None = None
+    workers: int = 2
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    clock: Callable[[], datetime] = utc_now
+
+
+@dataclass(frozen=True)
+class HuntResult:
+    """The saved report and the ingest counts."""
+
+    report: Report
+    ingest: IngestSummary
+    case: Case
+
+
+def load_rulesets(options: HuntOptions) -> list[RuleSet]:
+    """The bundled rules (unless disabled) and every ``--sigma`` folder."""
+    for folder in options.sigma_dirs:
+        if not folder.exists():
+            raise UsageError(f"rule folder {folder} does not exist")
+    placeholders = None
+    if options.placeholders is not None:
+        try:
+            placeholders = load_placeholders(options.placeholders)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read placeholder values: {exc}") from exc
+    rulesets = []
+    if options.builtin_rules:
+        with resources.as_file(resources.files("varde.data").joinpath("rules")) as folder:
+            builtin = load_ruleset(folder, placeholders)
+        builtin.source = BUILTIN_RULES
+        rulesets.append(builtin)
+    rulesets.extend(load_ruleset(folder, placeholders) for folder in options.sigma_dirs)
+    return rulesets
+
+
+def hunt(
+    evidence: Sequence[Path], case_dir: Path, options: HuntOptions, progress: Progress | None = None
+) -> HuntResult:
+    """Read the evidence into a new case, run the rules, write and return the report."""
+    progress = progress or NoProgress()
+    for path in evidence:
+        if not path.exists():
+            raise UsageError(f"evidence path {path} does not exist")
+    rulesets = load_rulesets(options)
+    case = Case.create(case_dir, evidence)
+    with EventStore(case.store_path) as store:
+        store.reset()
+        summary = _read(evidence, store, case, options, progress)
+        outcomes, findings = _detect(store, rulesets, progress)
+        report = build_report(store, outcomes, findings, options.clock())
+    report.save(case.report_path)
+    case.clean_scratch()
+    return HuntResult(report, summary, case)
+
+
+def _read(evidence: Sequence[Path], store: EventStore, case: Case, options: HuntOptions,
+          progress: Progress) -> IngestSummary:
+    tasks = plan(evidence, store, options.limits)
+    progress.start("read", sum(t.evidence.size for t in tasks))
+
+    def done(task: Task) -> None:
+        progress.advance("read", task.evidence.size)
+
+    summary = ingest(tasks, store, case.scratch, options.limits, options.workers, done)
+    progress.end("read")
+    return summary
+
+
+def _detect(store: EventStore, rulesets: list[RuleSet], progress: Progress):  # type: ignore[no-untyped-def]
+    compiled, result = compile_rulesets(rulesets)
+    engine = SigmaEngine(store, compiled, result)
+    progress.start("match", len(list_groups(store)))
+
+    def group_done(group: Group, rules: int) -> None:
+        progress.advance("match")
+
+    engine.run(group_done)
+    progress.end("match")
+    all_rules = [r for rs in rulesets for r in (*rs.rules, *rs.correlations)]
+    correlations = [(rs.source, c) for rs in rulesets for c in rs.correlations]
+    _, hidden, correlation_errors = run_correlations(store, correlations, all_rules)
+    outcomes = []
+    for ruleset in rulesets:
+        outcome = RulesetOutcome(ruleset)
+        outcome.errors = [p for src, p in (*result.errors, *correlation_errors) if src == ruleset.source]
+        outcome.not_applicable = [p for src, p in result.not_applicable if src == ruleset.source]
+        outcomes.append(outcome)
+    from varde.detect.sigma.rules import rule_uid
+
+    by_uid = {rule_uid(r): r for r in all_rules}
+    findings = build_findings(store, by_uid, hidden)
+    return outcomes, findings

@@ -1,0 +1,1 @@
+"""Report: the result document and its renderers."""

@@ -1,0 +1,117 @@
+"""Assemble the report document from the case store and the detection results."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from varde import __version__
+from varde.detect.sigma.rules import RuleProblem, RuleSet
+from varde.events.store import EventStore
+from varde.report.document import (
+    CaseInfo,
+    EvidenceEntry,
+    Finding,
+    Report,
+    RuleProblemEntry,
+    RulesetEntry,
+    Verdict,
+    Warning,
+)
+
+#: Read warnings copied into the report; the store keeps every one.
+MAX_WARNINGS = 1000
+
+#: ATT&CK release the technique ids refer to (the tags of the rules in use).
+ATTACK_VERSION = "unversioned (technique ids from rule tags)"
+
+
+@dataclass
+class RulesetOutcome:
+    """A loaded rule set and what happened to its rules afterwards."""
+
+    ruleset: RuleSet
+    errors: list[RuleProblem] = field(default_factory=list)
+    not_applicable: list[RuleProblem] = field(default_factory=list)
+
+    def entry(self) -> RulesetEntry:
+        problems = [*self.ruleset.errors, *self.errors, *self.ruleset.skipped]
+        return RulesetEntry(
+            kind="sigma",
+            source=self.ruleset.source,
+            rules=self.ruleset.count,
+            errors=len(self.ruleset.errors) + len(self.errors),
+            skipped=len(self.ruleset.skipped),
+            not_applicable=len(self.not_applicable),
+            problems=[
+                RuleProblemEntry(path=p.path, rule_id=p.rule_id, title=p.title, reason=p.reason)
+                for p in problems
+            ],
+        )
+
+
+def evidence_entries(store: EventStore) -> list[EvidenceEntry]:
+    """Every input, in discovery order."""
+    rows = store.query(
+        "SELECT path, sha256, bytes, reader, records, skipped_records, coalesce(complete, true) "
+        "FROM evidence ORDER BY id"
+    )
+    return [
+        EvidenceEntry(path=p, sha256=h, bytes=b or 0, reader=r, records=n or 0, skipped_records=s or 0, complete=c)
+        for p, h, b, r, n, s, c in rows
+    ]
+
+
+def warnings(store: EventStore) -> list[Warning]:
+    """Read warnings (capped at MAX_WARNINGS, with a note of how many more the store holds)."""
+    rows = store.query(
+        "SELECT v.path, w.locator, w.message FROM read_warnings w LEFT JOIN evidence v ON v.id = w.evidence "
+        f"ORDER BY w.evidence NULLS FIRST, w.locator, w.message LIMIT {MAX_WARNINGS + 1}"
+    )
+    out = [Warning(path=p, message=f"{loc}: {msg}" if loc else msg) for p, loc, msg in rows[:MAX_WARNINGS]]
+    if len(rows) > MAX_WARNINGS:
+        total = store.query("SELECT count(*) FROM read_warnings")[0][0]
+        out.append(Warning(path=None, message=f"{total - MAX_WARNINGS} more read warnings are in events.duckdb"))
+    return out
+
+
+def provisional_verdict(findings: Sequence[Finding], events: int) -> Verdict:
+    """A verdict that claims no more than rule matches can show.
+
+    Deciding "compromised" needs the intrusion analysis (successful exploitation, not a probe);
+    until it runs, the verdict stays not-compromised with low confidence and the summary says
+    what was seen, so no reader mistakes matches for a conclusion.
+    """
+    by_severity = Counter(f.severity for f in findings)
+    serious = by_severity["critical"] + by_severity["high"]
+    if not findings:
+        summary = f"No detection rule matched the {events} events read. No intrusion was found."
+    else:
+        summary = (
+            f"{len(findings)} findings from detection rules over {events} events, {serious} of them high "
+            "or critical. These are rule matches, not yet an assessed intrusion: review the findings "
+            "and their evidence before concluding."
+        )
+    return Verdict(compromised=False, confidence="low", summary=summary)
+
+
+def build_report(
+    store: EventStore, outcomes: Sequence[RulesetOutcome], findings: list[Finding], created: datetime
+) -> Report:
+    """The report document for the case as it stands."""
+    events = store.event_count()
+    return Report(
+        case=CaseInfo(
+            tool_version=__version__,
+            created=created,
+            evidence=evidence_entries(store),
+            rulesets=[o.entry() for o in outcomes],
+            attack_version=ATTACK_VERSION,
+            events=events,
+        ),
+        verdict=provisional_verdict(findings, events),
+        findings=findings,
+        warnings=warnings(store),
+    )

@@ -1,0 +1,76 @@
+"""The terminal summary (Rich), and the one place that makes evidence text safe for a terminal.
+
+Evidence strings are attacker-controlled: a user agent or a command line can carry escape
+sequences that rewrite the screen or the clipboard of whoever reads the output. Every string
+from a report goes through :func:`safe` (control and bidi characters become visible escapes) and
+into Rich ``Text`` objects (never parsed as markup).
+"""
+
+from __future__ import annotations
+
+import re
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from varde.report.document import Report
+
+#: Findings listed in the terminal; the report has them all.
+MAX_ROWS = 30
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "informational": "dim"}
+
+
+def safe(text: object) -> str:
+    """``text`` with every control and bidi-override character shown as an escape."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", "" if text is None else str(text))
+
+
+def _t(value: object, style: str = "") -> Text:
+    return Text(safe(value), style=style)
+
+
+def render(report: Report, console: Console) -> None:
+    """Print the case summary, rule sets and findings."""
+    case = report.case
+    records = sum(e.records for e in case.evidence)
+    skipped = sum(e.skipped_records for e in case.evidence)
+    unread = sum(1 for e in case.evidence if e.reader is None)
+    console.print(Text("varde hunt", style="bold"), _t(f"({case.tool_version})", "dim"))
+    console.print(
+        _t(f"{len(case.evidence)} inputs, {records} records read, {skipped} skipped, "
+           f"{unread} not recognised, {len(report.warnings)} warnings")
+    )
+    rules = Table(title="Rule sets", title_justify="left", show_edge=False)
+    for name in ("source", "rules", "errors", "skipped", "not applicable"):
+        rules.add_column(name, justify="left" if name == "source" else "right")
+    for rs in case.rulesets:
+        rules.add_row(_t(rs.source), _t(rs.rules), _t(rs.errors), _t(rs.skipped), _t(rs.not_applicable))
+    console.print(rules)
+    _findings(report, console)
+    verdict = report.verdict
+    console.print(Text("Verdict: ", style="bold"), _t(verdict.summary))
+
+
+def _findings(report: Report, console: Console) -> None:
+    if not report.findings:
+        console.print(_t("No findings."))
+        return
+    table = Table(title=f"Findings ({len(report.findings)})", title_justify="left", show_edge=False)
+    for name in ("severity", "title", "host", "count", "first seen", "rule author"):
+        table.add_column(name, justify="right" if name == "count" else "left", overflow="fold")
+    for finding in report.findings[:MAX_ROWS]:
+        first = finding.first_seen.strftime("%Y-%m-%d %H:%M:%SZ") if finding.first_seen else "-"
+        table.add_row(
+            _t(finding.severity, _STYLE[finding.severity]),
+            _t(finding.title),
+            _t(finding.host or "-"),
+            _t(finding.count),
+            _t(first),
+            _t(finding.author or "-"),
+        )
+    console.print(table)
+    if len(report.findings) > MAX_ROWS:
+        console.print(_t(f"... and {len(report.findings) - MAX_ROWS} more findings in report.json", "dim"))
