@@ -19,7 +19,7 @@ from varde.case import Case
 from varde.detect.sigma.correlation import run_correlations
 from varde.detect.sigma.engine import Group, SigmaEngine, compile_rulesets, list_groups
 from varde.detect.sigma.findings import build_findings
-from varde.detect.sigma.rules import RuleSet, load_placeholders, load_ruleset
+from varde.detect.sigma.rules import RuleSet, load_placeholders, load_ruleset, rule_uid
 from varde.errors import UsageError
 from varde.events.store import EventStore
 from varde.ingest import IngestSummary, ingest, plan
@@ -104,14 +104,22 @@ def load_rulesets(options: HuntOptions) -> list[RuleSet]:
 
 
 def hunt(
-    evidence: Sequence[Path], case_dir: Path, options: HuntOptions, progress: Progress | None = None
+    evidence: Sequence[Path],
+    case_dir: Path,
+    options: HuntOptions,
+    progress: Progress | None = None,
+    rulesets: list[RuleSet] | None = None,
 ) -> HuntResult:
-    """Read the evidence into a new case, run the rules, write and return the report."""
+    """Read the evidence into a new case, run the rules, write and return the report.
+
+    ``rulesets`` replaces loading the rules named in ``options`` (to reuse them across hunts).
+    """
     progress = progress or NoProgress()
     for path in evidence:
         if not path.exists():
             raise UsageError(f"evidence path {path} does not exist")
-    rulesets = load_rulesets(options)
+    if rulesets is None:
+        rulesets = load_rulesets(options)
     case = Case.create(case_dir, evidence)
     with EventStore(case.store_path) as store:
         store.reset()
@@ -155,8 +163,6 @@ def _detect(store: EventStore, rulesets: list[RuleSet], progress: Progress):  # 
         outcome.errors = [p for src, p in (*result.errors, *correlation_errors) if src == ruleset.source]
         outcome.not_applicable = [p for src, p in result.not_applicable if src == ruleset.source]
         outcomes.append(outcome)
-    from varde.detect.sigma.rules import rule_uid
-
     by_uid = {rule_uid(r): r for r in all_rules}
     findings = build_findings(store, by_uid, hidden)
     return outcomes, findings

@@ -73,8 +73,9 @@ def rule_path(rule: SigmaRule | SigmaCorrelationRule) -> str:
     return str(rule.source.path) if rule.source else ""
 
 
-def has_placeholder(rule: SigmaRule) -> bool:
-    """Whether any detection value still names a ``%placeholder%``."""
+def placeholder_names(rule: SigmaRule) -> set[str]:
+    """Names of the ``%placeholders%`` the rule's detection values still contain."""
+    names: set[str] = set()
     stack: list = list(rule.detection.detections.values())
     while stack:
         item = stack.pop()
@@ -82,9 +83,9 @@ def has_placeholder(rule: SigmaRule) -> bool:
             stack.extend(item.detection_items)
             continue
         for value in getattr(item, "value", []):
-            if isinstance(value, SigmaString) and any(isinstance(p, Placeholder) for p in value.s):
-                return True
-    return False
+            if isinstance(value, SigmaString):
+                names.update(p.name for p in value.s if isinstance(p, Placeholder))
+    return names
 
 
 def load_placeholders(path: Path) -> dict[str, list[str]]:
@@ -105,10 +106,9 @@ def rule_files(folder: Path) -> list[Path]:
 def load_ruleset(folder: Path, placeholders: dict[str, list[str]] | None = None) -> RuleSet:
     """Load every rule file below ``folder``."""
     ruleset = RuleSet(source=str(folder))
-    pipeline = _placeholder_pipeline(placeholders) if placeholders else None
     for path in rule_files(folder):
         for item in _load_file(path, ruleset):
-            _accept(item, ruleset, pipeline)
+            _accept(item, ruleset, placeholders or {})
     return ruleset
 
 
@@ -122,9 +122,7 @@ def _load_file(path: Path, ruleset: RuleSet) -> Iterable[SigmaRule | SigmaCorrel
     return collection.rules
 
 
-def _accept(
-    item: SigmaRule | SigmaCorrelationRule, ruleset: RuleSet, pipeline: ProcessingPipeline | None
-) -> None:
+def _accept(item: SigmaRule | SigmaCorrelationRule, ruleset: RuleSet, placeholders: dict[str, list[str]]) -> None:
     problem = RuleProblem(rule_path(item), "", str(item.id) if item.id else None, item.title)
     if item.errors:
         reasons = "; ".join(str(e) for e in item.errors)
@@ -133,13 +131,16 @@ def _accept(
     if isinstance(item, SigmaCorrelationRule):
         ruleset.correlations.append(item)
         return
-    if has_placeholder(item):
-        if pipeline is None:
-            reason = "placeholder rule skipped: no placeholder values given (--placeholders FILE)"
+    names = placeholder_names(item)
+    if names:
+        missing = sorted(names - set(placeholders))
+        if missing:
+            given = "no placeholder values given (--placeholders FILE)" if not placeholders else "no value given"
+            reason = f"placeholder rule skipped: {given} for %{'%, %'.join(missing)}%"
             ruleset.skipped.append(RuleProblem(problem.path, reason, problem.rule_id, problem.title))
             return
         try:
-            pipeline.apply(item)
+            _placeholder_pipeline(placeholders).apply(item)
         except SigmaError as exc:
             ruleset.errors.append(RuleProblem(problem.path, f"placeholders: {exc}", problem.rule_id, problem.title))
             return
