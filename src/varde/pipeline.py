@@ -17,14 +17,15 @@ from typing import Protocol
 
 from varde.case import Case
 from varde.detect.sigma.correlation import run_correlations
-from varde.detect.sigma.engine import Group, SigmaEngine, compile_rulesets, list_groups
+from varde.detect.sigma.cache import RuleCache
+from varde.detect.sigma.engine import SigmaEngine, list_groups, runnable_rules
 from varde.detect.sigma.findings import build_findings
-from varde.detect.sigma.rules import RuleSet, load_placeholders, load_ruleset, rule_uid
+from varde.detect.sigma.rules import RuleSet, load_placeholders, load_ruleset
 from varde.errors import UsageError
 from varde.events.store import EventStore
 from varde.ingest import IngestSummary, ingest, plan
 from varde.report.build import RulesetOutcome, build_report
-from varde.report.document import Report
+from varde.report.document import Finding, Report
 from varde.sources.base import ArchiveLimits
 from varde.sources.ingest import Task
 
@@ -69,6 +70,7 @@ class HuntOptions:
     builtin_rules: bool = True
     placeholders: Path | None = None
     workers: int = 2
+    rule_cache: bool = True
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
     clock: Callable[[], datetime] = utc_now
 
@@ -93,13 +95,14 @@ def load_rulesets(options: HuntOptions) -> list[RuleSet]:
             placeholders = load_placeholders(options.placeholders)
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read placeholder values: {exc}") from exc
+    cache = RuleCache.default() if options.rule_cache else None
     rulesets = []
     if options.builtin_rules:
         with resources.as_file(resources.files("varde.data").joinpath("rules")) as folder:
-            builtin = load_ruleset(folder, placeholders)
+            builtin = load_ruleset(folder, placeholders, cache)
         builtin.source = BUILTIN_RULES
         rulesets.append(builtin)
-    rulesets.extend(load_ruleset(folder, placeholders) for folder in options.sigma_dirs)
+    rulesets.extend(load_ruleset(folder, placeholders, cache) for folder in options.sigma_dirs)
     return rulesets
 
 
@@ -144,25 +147,18 @@ def _read(evidence: Sequence[Path], store: EventStore, case: Case, options: Hunt
     return summary
 
 
-def _detect(store: EventStore, rulesets: list[RuleSet], progress: Progress):  # type: ignore[no-untyped-def]
-    compiled, result = compile_rulesets(rulesets)
-    engine = SigmaEngine(store, compiled, result)
+def _detect(
+    store: EventStore, rulesets: list[RuleSet], progress: Progress
+) -> tuple[list[RulesetOutcome], list[Finding]]:
+    rules, duplicates = runnable_rules(rulesets)
+    engine = SigmaEngine(store, rules)
     progress.start("match", len(list_groups(store)))
-
-    def group_done(group: Group, rules: int) -> None:
-        progress.advance("match")
-
-    engine.run(group_done)
+    result = engine.run(lambda group, count: progress.advance("match"))
     progress.end("match")
-    all_rules = [r for rs in rulesets for r in (*rs.rules, *rs.correlations)]
+    infos = [r.info for rs in rulesets for r in (*rs.rules, *rs.correlations)]
     correlations = [(rs.source, c) for rs in rulesets for c in rs.correlations]
-    _, hidden, correlation_errors = run_correlations(store, correlations, all_rules)
-    outcomes = []
-    for ruleset in rulesets:
-        outcome = RulesetOutcome(ruleset)
-        outcome.errors = [p for src, p in (*result.errors, *correlation_errors) if src == ruleset.source]
-        outcome.not_applicable = [p for src, p in result.not_applicable if src == ruleset.source]
-        outcomes.append(outcome)
-    by_uid = {rule_uid(r): r for r in all_rules}
-    findings = build_findings(store, by_uid, hidden)
+    _, hidden, correlation_errors = run_correlations(store, correlations, infos)
+    problems = [*duplicates, *result.errors, *correlation_errors]
+    outcomes = [RulesetOutcome(rs, [p for src, p in problems if src == rs.source]) for rs in rulesets]
+    findings = build_findings(store, {info.uid: info for info in infos}, hidden)
     return outcomes, findings

@@ -30,11 +30,10 @@ ATTACK_VERSION = "unversioned (technique ids from rule tags)"
 
 @dataclass
 class RulesetOutcome:
-    """A loaded rule set and what happened to its rules afterwards."""
+    """A loaded rule set and the problems its rules met when they ran."""
 
     ruleset: RuleSet
     errors: list[RuleProblem] = field(default_factory=list)
-    not_applicable: list[RuleProblem] = field(default_factory=list)
 
     def entry(self) -> RulesetEntry:
         problems = [*self.ruleset.errors, *self.errors, *self.ruleset.skipped]
@@ -44,7 +43,7 @@ class RulesetOutcome:
             rules=self.ruleset.count,
             errors=len(self.ruleset.errors) + len(self.errors),
             skipped=len(self.ruleset.skipped),
-            not_applicable=len(self.not_applicable),
+            not_applicable=len(self.ruleset.not_applicable),
             problems=[
                 RuleProblemEntry(path=p.path, rule_id=p.rule_id, title=p.title, reason=p.reason)
                 for p in problems

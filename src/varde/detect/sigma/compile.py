@@ -220,6 +220,34 @@ class _Builder:
         return f"({left} = {right})"
 
 
+def required_event_ids(node: object) -> frozenset[int] | None:
+    """Event ids a condition tree can only match, or None when it does not restrict them."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        if node.field != "EventID":
+            return None
+        value = node.value
+        if isinstance(value, SigmaNumber) and isinstance(value.number, int):
+            return frozenset({value.number})
+        if isinstance(value, SigmaString) and not value.contains_special() and value.to_plain().isdigit():
+            return frozenset({int(value.to_plain())})
+        return None
+    if isinstance(node, ConditionAND):
+        found = [ids for ids in (required_event_ids(a) for a in node.args) if ids is not None]
+        return frozenset.intersection(*found) if found else None
+    if isinstance(node, ConditionOR):
+        found = [required_event_ids(a) for a in node.args]
+        if found and all(ids is not None for ids in found):
+            return frozenset().union(*found)  # type: ignore[arg-type]
+    return None
+
+
+def rule_event_ids(rule: SigmaRule) -> frozenset[int] | None:
+    found = [required_event_ids(c.parsed) for c in rule.detection.parsed_condition]
+    if found and all(ids is not None for ids in found):
+        return frozenset().union(*found)  # type: ignore[arg-type]
+    return None
+
+
 def re2_accepts(pattern: str) -> bool:
     """Whether RE2 (DuckDB's regex engine) compiles ``pattern``."""
     import re2

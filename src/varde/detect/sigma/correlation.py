@@ -22,10 +22,9 @@ from sigma.correlations import (
     SigmaCorrelationRule,
     SigmaCorrelationType,
 )
-from sigma.rule import SigmaRule
 
 from varde.detect.sigma.engine import COMMON_FIELDS
-from varde.detect.sigma.rules import RuleProblem, rule_path, rule_uid
+from varde.detect.sigma.rules import CorrelationRule, RuleInfo, RuleProblem
 from varde.events.store import EventStore, sql_literal
 
 SUPPORTED = (
@@ -60,16 +59,13 @@ class CorrelationError(Exception):
     """A correlation rule that cannot be evaluated."""
 
 
-def resolve_references(
-    correlation: SigmaCorrelationRule, rules: Sequence[SigmaRule | SigmaCorrelationRule]
-) -> list[str]:
+def resolve_references(correlation: SigmaCorrelationRule, rules: Sequence[RuleInfo]) -> list[str]:
     """Uids of the rules a correlation names (by rule ``name`` or id), in its order."""
     by_ref: dict[str, str] = {}
-    for rule in rules:
-        uid = rule_uid(rule)
-        by_ref[uid] = uid
-        if getattr(rule, "name", None):
-            by_ref[str(rule.name)] = uid
+    for info in rules:
+        by_ref[info.uid] = info.uid
+        if info.name:
+            by_ref[info.name] = info.uid
     uids = []
     for ref in correlation.rules or []:
         uid = by_ref.get(str(ref.reference))
@@ -184,22 +180,20 @@ def _ordered(hits: list[Hit], uids: list[str], span: int, test: Callable[[float]
 
 
 def run_correlations(
-    store: EventStore,
-    correlations: Sequence[tuple[str, SigmaCorrelationRule]],
-    rules: Sequence[SigmaRule | SigmaCorrelationRule],
+    store: EventStore, correlations: Sequence[tuple[str, CorrelationRule]], rules: Sequence[RuleInfo]
 ) -> tuple[dict[str, int], set[str], list[tuple[str, RuleProblem]]]:
     """Evaluate correlations; returns match counts, uids to hide from findings, and errors."""
     counts: dict[str, int] = {}
     hidden: set[str] = set()
     errors: list[tuple[str, RuleProblem]] = []
-    for source, correlation in correlations:
-        uid = rule_uid(correlation)
+    for source, entry in correlations:
+        uid, correlation = entry.info.uid, entry.rule
         try:
             uids = resolve_references(correlation, rules)
             refs = [str(r.reference) for r in correlation.rules or []]
             keys = evaluate(correlation, fetch_hits(store, correlation, refs, uids), uids)
         except CorrelationError as exc:
-            errors.append((source, RuleProblem(rule_path(correlation), str(exc), uid, correlation.title)))
+            errors.append((source, RuleProblem(entry.info.path, str(exc), uid, entry.info.title)))
             continue
         if not correlation.generate:
             hidden.update(uids)

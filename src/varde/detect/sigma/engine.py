@@ -20,13 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import duckdb
-from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionOR
-from sigma.rule import SigmaRule
-from sigma.types import SigmaNumber, SigmaString
-
-from varde.detect.sigma.compile import TEXT_FIELD, Column, Predicate, UnsupportedRule, compile_rule
-from varde.detect.sigma.logsource import LogsourceMap, Target, default_map
-from varde.detect.sigma.rules import RuleProblem, RuleSet, rule_path, rule_uid
+from varde.detect.sigma.compile import TEXT_FIELD, Column, Predicate
+from varde.detect.sigma.rules import CompiledRule, RuleProblem, RuleSet
 from varde.events.store import EventStore, sql_literal
 
 logger = logging.getLogger(__name__)
@@ -56,88 +51,31 @@ class Group:
 
 
 @dataclass
-class CompiledRule:
-    """A detection rule with its predicate per target and the event ids its condition requires."""
-
-    uid: str
-    rule: SigmaRule
-    ruleset: str
-    predicates: list[tuple[Target, Predicate]]
-    event_ids: frozenset[int] | None
-
-
-@dataclass
 class EngineResult:
-    """Rules that could not be compiled or run, and match counts per rule uid."""
+    """Rules that failed on the events, and match counts per rule uid."""
 
     errors: list[tuple[str, RuleProblem]] = field(default_factory=list)  # (ruleset source, problem)
-    not_applicable: list[tuple[str, RuleProblem]] = field(default_factory=list)
     matches: dict[str, int] = field(default_factory=dict)
 
 
-def required_event_ids(node: object) -> frozenset[int] | None:
-    """Event ids a condition tree can only match, or None when it does not restrict them."""
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        if node.field != "EventID":
-            return None
-        value = node.value
-        if isinstance(value, SigmaNumber) and isinstance(value.number, int):
-            return frozenset({value.number})
-        if isinstance(value, SigmaString) and not value.contains_special() and value.to_plain().isdigit():
-            return frozenset({int(value.to_plain())})
-        return None
-    if isinstance(node, ConditionAND):
-        found = [ids for ids in (required_event_ids(a) for a in node.args) if ids is not None]
-        return frozenset.intersection(*found) if found else None
-    if isinstance(node, ConditionOR):
-        found = [required_event_ids(a) for a in node.args]
-        if found and all(ids is not None for ids in found):
-            return frozenset().union(*found)  # type: ignore[arg-type]
-    return None
+def runnable_rules(rulesets: Iterable[RuleSet]) -> tuple[list[tuple[str, CompiledRule]], list[tuple[str, RuleProblem]]]:
+    """(ruleset source, rule) for every compiled rule, the first of each rule id winning.
 
-
-def _rule_event_ids(rule: SigmaRule) -> frozenset[int] | None:
-    found = [required_event_ids(c.parsed) for c in rule.detection.parsed_condition]
-    if found and all(ids is not None for ids in found):
-        return frozenset().union(*found)  # type: ignore[arg-type]
-    return None
-
-
-def compile_rulesets(
-    rulesets: Iterable[RuleSet], logsources: LogsourceMap | None = None
-) -> tuple[list[CompiledRule], EngineResult]:
-    """Compile every detection rule for every target of its log source."""
-    logsources = logsources or default_map()
-    result = EngineResult()
-    compiled: list[CompiledRule] = []
+    A rule id seen again (the same rule in two folders) is reported, not run twice.
+    """
     seen: set[str] = set()
+    out: list[tuple[str, CompiledRule]] = []
+    duplicates: list[tuple[str, RuleProblem]] = []
     for ruleset in rulesets:
-        for rule in ruleset.rules:
-            uid = rule_uid(rule)
-            problem = RuleProblem(rule_path(rule), "", uid, rule.title)
-            if uid in seen:
-                result.not_applicable.append((ruleset.source, _with(problem, "duplicate rule id; first one kept")))
+        for rule in [*ruleset.rules, *ruleset.correlations]:
+            if rule.info.uid in seen:
+                reason = "duplicate rule id; the first one loaded is used"
+                duplicates.append((ruleset.source, RuleProblem(rule.info.path, reason, rule.info.uid, rule.info.title)))
                 continue
-            seen.add(uid)
-            targets = logsources.targets(rule.logsource)
-            if isinstance(targets, str):
-                result.not_applicable.append((ruleset.source, _with(problem, targets)))
-                continue
-            try:
-                predicates = [(t, compile_rule(rule, t)) for t in targets]
-                event_ids = _rule_event_ids(rule)
-            except UnsupportedRule as exc:
-                result.errors.append((ruleset.source, _with(problem, str(exc))))
-                continue
-            except Exception as exc:  # pySigma raises many types on odd rules; never stop the load
-                result.errors.append((ruleset.source, _with(problem, f"{type(exc).__name__}: {exc}")))
-                continue
-            compiled.append(CompiledRule(uid, rule, ruleset.source, predicates, event_ids))
-    return compiled, result
-
-
-def _with(problem: RuleProblem, reason: str) -> RuleProblem:
-    return RuleProblem(problem.path, reason, problem.rule_id, problem.title)
+            seen.add(rule.info.uid)
+            if isinstance(rule, CompiledRule):
+                out.append((ruleset.source, rule))
+    return out, duplicates
 
 
 def list_groups(store: EventStore) -> list[Group]:
@@ -171,11 +109,12 @@ def _json_path(name: str) -> str | None:
 class SigmaEngine:
     """Evaluates compiled rules group by group; writes matches to ``sigma_matches``."""
 
-    def __init__(self, store: EventStore, rules: list[CompiledRule], result: EngineResult) -> None:
+    def __init__(self, store: EventStore, rules: list[tuple[str, CompiledRule]]) -> None:
         self.store = store
-        self.rules = rules
-        self.result = result
-        if any(p.python_regex for r in rules for _, p in r.predicates):
+        self.rules = [rule for _, rule in rules]
+        self.source = {rule.uid: source for source, rule in rules}
+        self.result = EngineResult()
+        if any(p.python_regex for r in self.rules for _, p in r.predicates):
             _register_python_regex(store.con)
 
     def plan(self, group: Group) -> list[tuple[str, Predicate]]:
@@ -250,9 +189,9 @@ class SigmaEngine:
                 self._insert([(uid, predicate)])
             except duckdb.Error as exc:
                 failed.add(uid)
-                rule = next(r for r in self.rules if r.uid == uid)
-                problem = RuleProblem(rule_path(rule.rule), f"failed on the events: {exc}", uid, rule.rule.title)
-                self.result.errors.append((rule.ruleset, problem))
+                info = next(r.info for r in self.rules if r.uid == uid)
+                problem = RuleProblem(info.path, f"failed on the events: {exc}", uid, info.title)
+                self.result.errors.append((self.source[uid], problem))
 
     def _insert(self, chunk: list[tuple[str, Predicate]]) -> None:
         selects = [f"SELECT {sql_literal(uid)} AS rule_uid, key FROM sigma_group WHERE {p.sql}" for uid, p in chunk]

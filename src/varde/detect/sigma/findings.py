@@ -11,9 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from sigma.correlations import SigmaCorrelationRule
-from sigma.rule import SigmaRule
-
+from varde.detect.sigma.rules import RuleInfo
 from varde.events.store import EventStore
 from varde.report.document import EvidenceRef, Finding
 
@@ -23,29 +21,11 @@ MAX_EVIDENCE = 50
 _NAMESPACE = uuid.UUID("0f2b8a52-5a0e-4d6e-9d43-7661726465f1")
 
 
-def attack_ids(rule: SigmaRule | SigmaCorrelationRule) -> list[str]:
-    """ATT&CK technique ids from the rule's ``attack.tNNNN[.NNN]`` tags."""
-    out = []
-    for tag in rule.tags:
-        name = str(tag.name)
-        if tag.namespace == "attack" and name[:1].lower() == "t" and name[1:2].isdigit():
-            out.append(name.upper())
-    return sorted(set(out))
-
-
-def severity(rule: SigmaRule | SigmaCorrelationRule) -> str:
-    """The rule's level as a finding severity (rules without a level are informational)."""
-    level = getattr(rule, "level", None)
-    return level.name.lower() if level is not None else "informational"
-
-
 def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None else None
 
 
-def build_findings(
-    store: EventStore, rules: Mapping[str, SigmaRule | SigmaCorrelationRule], hidden: Iterable[str] = ()
-) -> list[Finding]:
+def build_findings(store: EventStore, rules: Mapping[str, RuleInfo], hidden: Iterable[str] = ()) -> list[Finding]:
     """Findings for every rule uid in ``rules`` with matches, except ``hidden`` ones."""
     hidden = set(hidden)
     summary = store.query(
@@ -75,16 +55,16 @@ def build_findings(
                 detector="sigma",
                 rule_id=uid,
                 title=rule.title,
-                severity=severity(rule),  # type: ignore[arg-type]
+                severity=rule.level,  # type: ignore[arg-type]
                 first_seen=_utc(first),
                 last_seen=_utc(last),
                 host=host,
-                techniques=attack_ids(rule),
+                techniques=list(rule.techniques),
                 count=int(count),
                 evidence=evidence[(uid, host)],
                 author=rule.author,
-                rule_path=str(rule.source.path) if rule.source else None,
-                references=list(rule.references or []),
+                rule_path=rule.path or None,
+                references=list(rule.references),
                 description=rule.description,
             )
         )

@@ -6,6 +6,7 @@ The mapping is data (``varde/data/logsources.yml``); this module only reads it a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -48,6 +49,11 @@ class LogsourceMap:
 
     services: dict[str, tuple[Target, ...]]
     categories: dict[str, tuple[Target, ...]]
+
+    def fingerprint(self) -> str:
+        """A stable digest of the whole mapping (part of the compiled-rule cache key)."""
+        text = repr((sorted(self.services.items()), sorted(self.categories.items())))
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def targets(self, logsource: SigmaLogSource) -> tuple[Target, ...] | str:
         """Targets of ``logsource``, or the reason why no event log holds it."""

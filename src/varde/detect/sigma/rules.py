@@ -1,22 +1,26 @@
-"""Load SigmaHQ-format rule folders, unmodified, with every problem kept per file.
+"""Load SigmaHQ-format rule folders, unmodified, and compile each rule for the case store.
 
-YAML is parsed with libyaml (pySigma's own duplicate-key-checking loader), which loads the whole
-SigmaHQ tree about five times faster than ``SigmaCollection.load_ruleset``; pySigma then builds
-its rule model from the documents. A file or rule that cannot be loaded is recorded with its
-path and the reason and never stops the load.
+A rule file goes through pySigma once: YAML (libyaml, with pySigma's duplicate-key check) ->
+pySigma's rule model -> :func:`~varde.detect.sigma.compile.compile_rule` for every target of its
+log source. What comes out is varde's own frozen record (:class:`CompiledRule`: metadata and
+SQL predicates), which is all the later stages use, and which is cached on disk keyed by the
+file's content (see :mod:`varde.detect.sigma.cache`), so a second hunt with the same rules skips
+pySigma entirely.
 
-Placeholder rules (``|expand`` with ``%name%`` values, as in ``rules-placeholder``) take their
-values from a YAML file mapping each placeholder name to a list of values; without one they are
-skipped with that reason.
+A file or rule that cannot be loaded or compiled is recorded with its path and the reason and
+never stops the load. Placeholder rules (``|expand`` with ``%name%`` values, as in
+``rules-placeholder``) take their values from a mapping of placeholder name to values; a rule
+with a placeholder that has no value is skipped with that reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from sigma.collection import SigmaCollection
@@ -27,6 +31,10 @@ from sigma.processing.transformations import ValueListPlaceholderTransformation
 from sigma.rule import SigmaRule
 from sigma.rule.base import SigmaYAMLLoader
 from sigma.types import Placeholder, SigmaString
+
+from varde.detect.sigma.cache import RuleCache
+from varde.detect.sigma.compile import Predicate, UnsupportedRule, compile_rule, rule_event_ids
+from varde.detect.sigma.logsource import LogsourceMap, Target, default_map
 
 logger = logging.getLogger(__name__)
 
@@ -44,19 +52,57 @@ class RuleProblem:
     title: str | None = None
 
 
+@dataclass(frozen=True)
+class RuleInfo:
+    """What findings say about a rule: identity, words, level, author and ATT&CK tags."""
+
+    uid: str
+    title: str
+    path: str
+    level: str = "informational"
+    name: str | None = None
+    author: str | None = None
+    description: str | None = None
+    status: str | None = None
+    references: tuple[str, ...] = ()
+    techniques: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A detection rule ready to run: one predicate per target, and the event ids it needs."""
+
+    info: RuleInfo
+    predicates: tuple[tuple[Target, Predicate], ...]
+    event_ids: frozenset[int] | None
+
+    @property
+    def uid(self) -> str:
+        return self.info.uid
+
+
+@dataclass(frozen=True)
+class CorrelationRule:
+    """A correlation rule: its info and pySigma's model (rebuilt from YAML, also when cached)."""
+
+    info: RuleInfo
+    rule: SigmaCorrelationRule
+
+
 @dataclass
 class RuleSet:
     """The rules of one ``--sigma`` folder (or the bundled rules)."""
 
     source: str
-    rules: list[SigmaRule] = field(default_factory=list)
-    correlations: list[SigmaCorrelationRule] = field(default_factory=list)
+    rules: list[CompiledRule] = field(default_factory=list)
+    correlations: list[CorrelationRule] = field(default_factory=list)
     errors: list[RuleProblem] = field(default_factory=list)
     skipped: list[RuleProblem] = field(default_factory=list)
+    not_applicable: list[RuleProblem] = field(default_factory=list)
 
     @property
     def count(self) -> int:
-        """Rules loaded (detection and correlation rules)."""
+        """Rules loaded and usable (detection and correlation rules)."""
         return len(self.rules) + len(self.correlations)
 
 
@@ -68,9 +114,25 @@ def rule_uid(rule: SigmaRule | SigmaCorrelationRule) -> str:
     return str(uuid.uuid5(_UID_NAMESPACE, basis))
 
 
-def rule_path(rule: SigmaRule | SigmaCorrelationRule) -> str:
-    """The file a rule came from."""
-    return str(rule.source.path) if rule.source else ""
+def rule_info(rule: SigmaRule | SigmaCorrelationRule) -> RuleInfo:
+    """The metadata findings need, from pySigma's model."""
+    techniques = sorted(
+        {str(t.name).upper() for t in rule.tags if t.namespace == "attack" and str(t.name)[:1] in "tT"
+         and str(t.name)[1:2].isdigit()}
+    )
+    level = getattr(rule, "level", None)
+    return RuleInfo(
+        uid=rule_uid(rule),
+        title=rule.title,
+        path=str(rule.source.path) if rule.source else "",
+        level=level.name.lower() if level is not None else "informational",
+        name=str(rule.name) if getattr(rule, "name", None) else None,
+        author=rule.author,
+        description=rule.description,
+        status=rule.status.name.lower() if rule.status else None,
+        references=tuple(rule.references or ()),
+        techniques=tuple(techniques),
+    )
 
 
 def placeholder_names(rule: SigmaRule) -> set[str]:
@@ -103,48 +165,112 @@ def rule_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
 
 
-def load_ruleset(folder: Path, placeholders: dict[str, list[str]] | None = None) -> RuleSet:
-    """Load every rule file below ``folder``."""
+def load_ruleset(
+    folder: Path,
+    placeholders: dict[str, list[str]] | None = None,
+    cache: RuleCache | None = None,
+    logsources: LogsourceMap | None = None,
+) -> RuleSet:
+    """Load and compile every rule file below ``folder`` (through the cache when given)."""
+    loader = _FileLoader(placeholders or {}, logsources or default_map())
     ruleset = RuleSet(source=str(folder))
+    context = loader.context_key()
     for path in rule_files(folder):
-        for item in _load_file(path, ruleset):
-            _accept(item, ruleset, placeholders or {})
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            ruleset.errors.append(RuleProblem(str(path), f"cannot be read: {exc.strerror or exc}"))
+            continue
+        key = hashlib.sha256(context + b"\0" + str(path).encode() + b"\0" + data).hexdigest()
+        entry = cache.get(key) if cache else None
+        if entry is None:
+            entry = loader.load(path, data)
+            if cache:
+                cache.put(key, entry)
+        _merge(ruleset, entry, path)
     return ruleset
 
 
-def _load_file(path: Path, ruleset: RuleSet) -> Iterable[SigmaRule | SigmaCorrelationRule]:
-    try:
-        docs = [d for d in yaml.load_all(path.read_text(encoding="utf-8"), Loader=SigmaYAMLLoader) if d]
-        collection = SigmaCollection.from_dicts(docs, collect_errors=True, source=SigmaRuleLocation(path))
-    except (yaml.YAMLError, UnicodeDecodeError, OSError, SigmaError, ValueError) as exc:
-        ruleset.errors.append(RuleProblem(str(path), f"cannot be loaded: {exc}"))
-        return []
-    return collection.rules
+def _merge(ruleset: RuleSet, entry: dict[str, Any], path: Path) -> None:
+    from varde.detect.sigma.cache import decode_rule
+
+    ruleset.rules.extend(decode_rule(r) for r in entry["rules"])
+    for doc, info in entry["correlations"]:
+        rule = SigmaCorrelationRule.from_dict(doc, source=SigmaRuleLocation(path))
+        ruleset.correlations.append(CorrelationRule(RuleInfo(**{**info, "references": tuple(info["references"]),
+                                                                "techniques": tuple(info["techniques"])}), rule))
+    for kind in ("errors", "skipped", "not_applicable"):
+        getattr(ruleset, kind).extend(RuleProblem(**p) for p in entry[kind])
 
 
-def _accept(item: SigmaRule | SigmaCorrelationRule, ruleset: RuleSet, placeholders: dict[str, list[str]]) -> None:
-    problem = RuleProblem(rule_path(item), "", str(item.id) if item.id else None, item.title)
-    if item.errors:
-        reasons = "; ".join(str(e) for e in item.errors)
-        ruleset.errors.append(RuleProblem(problem.path, reasons, problem.rule_id, problem.title))
-        return
-    if isinstance(item, SigmaCorrelationRule):
-        ruleset.correlations.append(item)
-        return
-    names = placeholder_names(item)
-    if names:
-        missing = sorted(names - set(placeholders))
-        if missing:
-            given = "no placeholder values given (--placeholders FILE)" if not placeholders else "no value given"
-            reason = f"placeholder rule skipped: {given} for %{'%, %'.join(missing)}%"
-            ruleset.skipped.append(RuleProblem(problem.path, reason, problem.rule_id, problem.title))
-            return
+class _FileLoader:
+    """Parses and compiles one rule file into a cacheable entry (plain JSON-able data)."""
+
+    def __init__(self, placeholders: dict[str, list[str]], logsources: LogsourceMap) -> None:
+        self.placeholders = placeholders
+        self.logsources = logsources
+
+    def context_key(self) -> bytes:
+        """What besides the file's bytes decides the compiled result."""
+        return repr((sorted(self.placeholders.items()), self.logsources.fingerprint())).encode()
+
+    def load(self, path: Path, data: bytes) -> dict[str, Any]:
+        from varde.detect.sigma.cache import encode_rule
+
+        entry: dict[str, Any] = {"rules": [], "correlations": [], "errors": [], "skipped": [], "not_applicable": []}
         try:
-            _placeholder_pipeline(placeholders).apply(item)
-        except SigmaError as exc:
-            ruleset.errors.append(RuleProblem(problem.path, f"placeholders: {exc}", problem.rule_id, problem.title))
-            return
-    ruleset.rules.append(item)
+            docs = [d for d in yaml.load_all(data.decode("utf-8"), Loader=SigmaYAMLLoader) if d]
+            items = SigmaCollection.from_dicts(docs, collect_errors=True, source=SigmaRuleLocation(path)).rules
+        except (yaml.YAMLError, UnicodeDecodeError, SigmaError, ValueError, TypeError) as exc:
+            entry["errors"].append(vars(RuleProblem(str(path), f"cannot be loaded: {exc}")))
+            return entry
+        raw = [d for d in docs if isinstance(d, dict)]
+        for number, item in enumerate(items):
+            outcome = self._one(item)
+            if isinstance(outcome, tuple):
+                entry[outcome[0]].append(vars(outcome[1]))
+            elif isinstance(outcome, CompiledRule):
+                entry["rules"].append(encode_rule(outcome))
+            else:
+                doc = _correlation_doc(raw, item, number)
+                entry["correlations"].append((doc, vars(outcome)))
+        return entry
+
+    def _one(self, item: SigmaRule | SigmaCorrelationRule) -> CompiledRule | RuleInfo | tuple[str, RuleProblem]:
+        info = rule_info(item)
+        problem = RuleProblem(info.path, "", str(item.id) if item.id else None, item.title)
+
+        def fail(kind: str, reason: str) -> tuple[str, RuleProblem]:
+            return kind, RuleProblem(problem.path, reason, problem.rule_id, problem.title)
+
+        if item.errors:
+            return fail("errors", "; ".join(str(e) for e in item.errors))
+        if isinstance(item, SigmaCorrelationRule):
+            return info
+        missing = sorted(placeholder_names(item) - set(self.placeholders))
+        if missing:
+            given = "no placeholder values given (--placeholders FILE)" if not self.placeholders else "no value given"
+            return fail("skipped", f"placeholder rule skipped: {given} for %{'%, %'.join(missing)}%")
+        targets = self.logsources.targets(item.logsource)
+        if isinstance(targets, str):
+            return fail("not_applicable", targets)
+        try:
+            if placeholder_names(item):
+                _placeholder_pipeline(self.placeholders).apply(item)
+            predicates = tuple((t, compile_rule(item, t)) for t in targets)
+            return CompiledRule(info, predicates, rule_event_ids(item))
+        except UnsupportedRule as exc:
+            return fail("errors", str(exc))
+        except Exception as exc:  # pySigma raises many types on odd rules; never stop the load
+            return fail("errors", f"{type(exc).__name__}: {exc}")
+
+
+def _correlation_doc(docs: list[dict], rule: SigmaCorrelationRule, number: int) -> dict:
+    """The YAML document a correlation rule came from (to rebuild it from the cache)."""
+    for doc in docs:
+        if "correlation" in doc and (doc.get("id") == str(rule.id) or doc.get("title") == rule.title):
+            return doc
+    return docs[number]
 
 
 def _placeholder_pipeline(values: dict[str, list[str]]) -> ProcessingPipeline:
