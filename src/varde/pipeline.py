@@ -8,6 +8,7 @@ callbacks and never prints.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,13 +122,19 @@ def hunt(
     for path in evidence:
         if not path.exists():
             raise UsageError(f"evidence path {path} does not exist")
+    started = time.perf_counter()
     if rulesets is None:
         rulesets = load_rulesets(options)
+    logger.info("rules loaded in %.1f s", time.perf_counter() - started)
     case = Case.create(case_dir, evidence)
     with EventStore(case.store_path) as store:
         store.reset()
+        mark = time.perf_counter()
         summary = _read(evidence, store, case, options, progress)
+        logger.info("read %d events from %d files in %.1f s", summary.events, summary.files, time.perf_counter() - mark)
+        mark = time.perf_counter()
         outcomes, findings = _detect(store, rulesets, progress)
+        logger.info("matched in %.1f s: %d findings", time.perf_counter() - mark, len(findings))
         report = build_report(store, outcomes, findings, options.clock())
     report.save(case.report_path)
     case.clean_scratch()

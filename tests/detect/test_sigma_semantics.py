@@ -8,7 +8,8 @@ match. The events are Windows events in the ``evtx`` crate JSON layout, written 
 All cases run in ONE hunt (one evidence file, one rule folder) so the suite stays fast. Cases are
 isolated by host: every case (and every correlation scenario) gets its own ``Computer`` name, and
 varde reports one finding per rule and host, so the finding of (case rule, case host) lists exactly
-the case's events the rule matched ("line N" locators of the evidence file).
+the case's events the rule matched ("line N" locators of the evidence file). The rule cache is
+switched off so every rule goes through the compiler.
 
 Case file format (see the file's header comment for details):
 
@@ -18,7 +19,8 @@ Case file format (see the file's header comment for details):
   ``event_id``).
 * ``correlations``: ``files`` (rule file name -> multi-document YAML text with fixed ids) and
   ``scenarios``, each with its own events and ``expect`` (rule id -> finding expected on this
-  scenario's host?).
+  scenario's host?); events may say ``evidence: true/false`` (must / must not be listed as the
+  correlation's evidence) and ``t`` (time offset from the scenario's start).
 * ``xfail``: a reason; the case is marked ``xfail(strict=True)`` (a known varde bug).
 """
 
@@ -76,8 +78,8 @@ def encode_value(value: Any) -> Any:
 
 
 def make_event(spec: dict, defaults: dict, host: str, line: int, time: datetime) -> dict:
-    header = {**defaults, **{k: v for k, v in spec.items() if k in ("header", "channel",
-                                                                   "provider", "event_id")}}
+    overrides = {k: v for k, v in spec.items() if k in ("header", "channel", "provider", "event_id")}
+    header = {**defaults, **overrides}
     provider, channel, event_id = HEADERS[header.get("header", "sysmon_process")]
     provider = header.get("provider", provider)
     channel = header.get("channel", channel)
@@ -209,8 +211,11 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     evidence.mkdir()
     rules.mkdir()
     built = build(evidence, rules)
-    result = hunt([evidence], root / "case",
-                  HuntOptions(sigma_dirs=(rules,), builtin_rules=False, workers=0))
+    with pytest.MonkeyPatch.context() as patch:
+        # compile every rule afresh: a cached compilation must not stand in for the compiler
+        patch.setenv("VARDE_CACHE_DIR", "off")
+        result = hunt([evidence], root / "case",
+                      HuntOptions(sigma_dirs=(rules,), builtin_rules=False, workers=0))
     report = result.report
     assert result.ingest.events == len(built.lines), "every test event must be read"
     matches: dict[tuple[str, str], set[str]] = {}
@@ -226,6 +231,13 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
             if problem.rule_id:
                 problems[problem.rule_id] = problem.reason
     return Outcome(built, matches, counts, problems, problem_paths)
+
+
+def describe(built: Built, locators: set[str]) -> str:
+    """The EventData of the given "line N" events, for failure messages."""
+    numbers = sorted(int(locator.split()[1]) for locator in locators)
+    return "\n".join(f"  line {n}: {json.loads(built.lines[n - 1])['Event']['EventData']}"
+                     for n in numbers)
 
 
 def _param(item: dict, ident: str) -> Any:
@@ -261,13 +273,11 @@ def test_rule_matches_exactly_the_expected_events(case: dict, outcome: Outcome) 
     host, expected, everything = outcome.built.cases[case["name"]]
     matched = outcome.matches.get((rid, host), set())
     assert matched <= everything  # sanity: the host isolates the case
-    def describe(lines: set[str]) -> list[str]:
-        return sorted(f"{ln}: {json.loads(outcome.built.lines[int(ln.split()[1]) - 1])['Event']['EventData']}"
-                      for ln in lines)
     missed, extra = expected - matched, matched - expected
     assert not missed and not extra, (
-        f"\nrule:\n{rule_text(case)}\nmissed (should match):\n  "
-        + "\n  ".join(describe(missed)) + "\nwrongly matched:\n  " + "\n  ".join(describe(extra)))
+        f"\nrule:\n{rule_text(case)}"
+        f"\nmissed (should match):\n{describe(outcome.built, missed)}"
+        f"\nwrongly matched:\n{describe(outcome.built, extra)}")
     if expected:
         assert outcome.counts[(rid, host)] == len(expected)
 
@@ -297,7 +307,8 @@ def test_correlation_scenario(scenario: dict, outcome: Outcome) -> None:
             assert found <= record.lines
             if evidence_rule is None or evidence_rule == rid:
                 evidence_rule = rid
-                assert record.must <= found, f"evidence {sorted(found)} lacks {sorted(record.must - found)}"
+                assert record.must <= found, \
+                    f"evidence {sorted(found)} lacks {sorted(record.must - found)}"
                 assert not (record.never & found), \
                     f"evidence {sorted(found)} includes {sorted(record.never & found)}"
         else:

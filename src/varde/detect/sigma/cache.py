@@ -27,7 +27,7 @@ from varde.detect.sigma.logsource import Target
 logger = logging.getLogger(__name__)
 
 #: Bump when the compiled form or its meaning changes.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 3
 
 
 def default_cache_dir() -> Path | None:
@@ -93,7 +93,7 @@ def encode_rule(rule: Any) -> dict[str, Any]:
     return {
         "info": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(rule.info).items()},
         "predicates": [
-            [encode_target(t), p.sql, sorted([c.field, c.cased] for c in p.columns), p.python_regex]
+            [encode_target(t), p.sql, sorted([c.field, c.cased] for c in p.columns), p.python_udf]
             for t, p in rule.predicates
         ],
         "event_ids": sorted(rule.event_ids) if rule.event_ids is not None else None,

@@ -95,7 +95,7 @@ class Predicate:
 
     sql: str
     columns: frozenset[Column]
-    python_regex: bool = False
+    python_udf: bool = False  # uses varde_regex / varde_cidr (Python functions the engine registers)
 
 
 def quote_ident(name: str) -> str:
@@ -121,7 +121,7 @@ def compile_rule(rule: SigmaRule, target: Target) -> Predicate:
         column = builder.column(name, cased=False)
         options = ", ".join(literal(v.lower()) for v in values)
         sql = f"({column} IN ({options}) AND {sql})"
-    return Predicate(sql, frozenset(builder.columns), builder.python_regex)
+    return Predicate(sql, frozenset(builder.columns), builder.python_udf)
 
 
 class _Builder:
@@ -130,7 +130,7 @@ class _Builder:
     def __init__(self, target: Target) -> None:
         self.target = target
         self.columns: set[Column] = set()
-        self.python_regex = False
+        self.python_udf = False
 
     def column(self, field: str, cased: bool) -> str:
         col = Column(field if field == TEXT_FIELD else self.target.field_name(field), cased)
@@ -141,7 +141,7 @@ class _Builder:
         if isinstance(node, ConditionAND):
             return "(" + " AND ".join(self.node(a) for a in node.args) + ")"
         if isinstance(node, ConditionOR):
-            return "(" + " OR ".join(self.node(a) for a in node.args) + ")"
+            return self.any_of(node.args)
         if isinstance(node, ConditionNOT):
             return f"(NOT coalesce({self.node(node.args[0])}, false))"
         if isinstance(node, ConditionFieldEqualsValueExpression):
@@ -149,6 +149,27 @@ class _Builder:
         if isinstance(node, ConditionValueExpression):
             return self.keyword(node.value)
         raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
+
+    def any_of(self, args: list[Any]) -> str:
+        """OR of ``args``; plain string matches of one field and one kind become one test.
+
+        SigmaHQ rules are full of value lists (``Image|endswith: [20 names]``). As one ``IN``
+        list or one RE2 alternation they cost DuckDB a fraction of the planning time of 20
+        separate comparisons (planning, not matching, dominates a large rule set), and RE2
+        matches all alternatives in one pass.
+        """
+        lists: dict[tuple[str, str], list[str]] = {}
+        parts: list[str] = []
+        for arg in args:
+            shape = _plain_shape(arg)
+            if shape is None:
+                parts.append(self.node(arg))
+            else:
+                lists.setdefault((shape[0], shape[1]), []).append(shape[2])
+        for (field, kind), texts in lists.items():
+            column = self.column(field, cased=False)
+            parts.append(merged_match(column, kind, texts))
+        return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
     def value(self, field: str, value: Any) -> str:
         """``field`` matches ``value`` (any Sigma value type)."""
@@ -172,9 +193,7 @@ class _Builder:
         if isinstance(value, SigmaRegularExpression):
             return self.regex(self.column(field, True), value)
         if isinstance(value, SigmaCIDRExpression):
-            patterns = [SigmaString(p) for p in value.expand(wildcard="*")]
-            col = self.column(field, False)
-            return "(" + " OR ".join(string_match(col, p, lower=True) for p in patterns) + ")"
+            return self.cidr(field, value)
         if isinstance(value, SigmaCompareExpression):
             number = value.number.number
             return f"(TRY_CAST({self.column(field, True)} AS DOUBLE) {_COMPARE[value.op]} {number!r})"
@@ -183,6 +202,16 @@ class _Builder:
         if isinstance(value, SigmaQueryExpression):
             raise UnsupportedRule("query expressions (placeholders without values) are not supported")
         raise UnsupportedRule(f"value type {type(value).__name__} is not supported")
+
+    def cidr(self, field: str, value: SigmaCIDRExpression) -> str:
+        """IPv4 networks become dotted-quad prefixes (exact for the canonical form logs use);
+        IPv6 addresses have many textual forms, so they are parsed (``varde_cidr``)."""
+        if value.network.version == 6:
+            self.python_udf = True
+            return f"varde_cidr({self.column(field, True)}, {literal(str(value.network))})"
+        patterns = [SigmaString(p) for p in value.expand(wildcard="*")]
+        col = self.column(field, False)
+        return "(" + " OR ".join(string_match(col, p, lower=True) for p in patterns) + ")"
 
     def keyword(self, value: Any) -> str:
         """A field-less value: found anywhere in the event's text."""
@@ -208,7 +237,7 @@ class _Builder:
             re.compile(pattern)
         except re.error as exc:
             raise UnsupportedRule(f"invalid regular expression {pattern!r}: {exc}") from exc
-        self.python_regex = True
+        self.python_udf = True
         return f"varde_regex({column}, {literal(pattern)})"
 
     def field_reference(self, field: str, ref: SigmaFieldReference) -> str:
@@ -248,6 +277,38 @@ def rule_event_ids(rule: SigmaRule) -> frozenset[int] | None:
     return None
 
 
+def _plain_shape(node: Any) -> tuple[str, str, str] | None:
+    """(field, kind, lower-cased text) when ``node`` is a case-insensitive match of one plain
+    string (kind: eq, contains, starts, ends), else None."""
+    if not isinstance(node, ConditionFieldEqualsValueExpression):
+        return None
+    value = node.value
+    if type(value) is not SigmaString:
+        return None
+    parts = list(value.s)
+    lead = bool(parts) and parts[0] is SpecialChars.WILDCARD_MULTI
+    trail = len(parts) > int(lead) and parts[-1] is SpecialChars.WILDCARD_MULTI
+    core = parts[int(lead) : len(parts) - int(trail)]
+    if len(core) != 1 or not isinstance(core[0], str) or not core[0]:
+        return None
+    kind = "contains" if lead and trail else "ends" if lead else "starts" if trail else "eq"
+    return node.field, kind, core[0].lower()
+
+
+def merged_match(column: str, kind: str, texts: list[str]) -> str:
+    """One SQL test that ``column`` matches any of ``texts`` (lower-cased) in the way ``kind`` says."""
+    texts = sorted(set(texts))
+    if len(texts) == 1:
+        one = {"eq": "({c} = {t})", "contains": "contains({c}, {t})", "starts": "starts_with({c}, {t})",
+               "ends": "ends_with({c}, {t})"}[kind]
+        return one.format(c=column, t=literal(texts[0]))
+    if kind == "eq":
+        return f"({column} IN ({', '.join(literal(t) for t in texts)}))"
+    alternatives = "|".join(re.escape(t) for t in texts)
+    pattern = {"contains": "{a}", "starts": "^(?:{a})", "ends": "(?:{a})$"}[kind].format(a=alternatives)
+    return f"regexp_matches({column}, {literal(pattern)})"
+
+
 def re2_accepts(pattern: str) -> bool:
     """Whether RE2 (DuckDB's regex engine) compiles ``pattern``."""
     import re2
@@ -284,7 +345,7 @@ def string_parts_match(column: str, parts: list[Any], lower: bool) -> str:
     if all(isinstance(p, str) for p in core):
         text = "".join(core)
         if not lead and not trail:
-            return f"(coalesce({column}, '') = '')" if text == "" else f"({column} = {literal(text)})"
+            return f"({column} = {literal(text)})"
         if text == "":
             return f"({column} IS NOT NULL)"
         if lead and trail:

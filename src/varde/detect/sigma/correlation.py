@@ -34,6 +34,9 @@ SUPPORTED = (
     SigmaCorrelationType.TEMPORAL_ORDERED,
 )
 
+_NAMED_OPS: dict[str, Callable[[float, float], bool]] = {
+    "lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge, "eq": operator.eq, "neq": operator.ne,
+}
 _OPS: dict[SigmaCorrelationConditionOperator, Callable[[float, float], bool]] = {
     SigmaCorrelationConditionOperator.LT: operator.lt,
     SigmaCorrelationConditionOperator.LTE: operator.le,
@@ -114,18 +117,21 @@ def fetch_hits(store: EventStore, correlation: SigmaCorrelationRule, refs: list[
     return [Hit(r[0], r[1], r[2], tuple(r[3 : 3 + n]), r[3 + n]) for r in rows]
 
 
-def _condition(correlation: SigmaCorrelationRule, default: float) -> Callable[[float], bool]:
-    condition = correlation.condition
-    if isinstance(condition, SigmaCorrelationCondition):
-        op, count = _OPS[condition.op], condition.count
-        return lambda n: op(n, count)
-    if condition is None:
+def _condition(entry: CorrelationRule, default: float) -> Callable[[float], bool]:
+    """The test a window's measure must pass: every operator of the rule's condition, or
+    ``>= default`` when the rule states none."""
+    if not entry.condition:
+        if isinstance(entry.rule.condition, SigmaCorrelationCondition):
+            op, count = _OPS[entry.rule.condition.op], entry.rule.condition.count
+            return lambda n: op(n, count)
         return lambda n: n >= default
-    raise CorrelationError("extended correlation conditions are not supported")
+    tests = [(_NAMED_OPS[op], float(value)) for op, value in entry.condition]
+    return lambda n: all(op(n, value) for op, value in tests)
 
 
-def evaluate(correlation: SigmaCorrelationRule, hits: list[Hit], uids: list[str]) -> set[int]:
+def evaluate(entry: CorrelationRule, hits: list[Hit], uids: list[str]) -> set[int]:
     """Keys of the events inside every window of the correlation that meets its condition."""
+    correlation = entry.rule
     if correlation.type not in SUPPORTED:
         raise CorrelationError(f"correlation type {correlation.type} is not supported")
     span = correlation.timespan.seconds
@@ -134,12 +140,13 @@ def evaluate(correlation: SigmaCorrelationRule, hits: list[Hit], uids: list[str]
         by_group[hit.group].append(hit)
     matched: set[int] = set()
     for group_hits in by_group.values():
-        matched |= _windows(correlation, group_hits, uids, span)
+        matched |= _windows(entry, group_hits, uids, span)
     return matched
 
 
-def _windows(correlation: SigmaCorrelationRule, hits: list[Hit], uids: list[str], span: int) -> set[int]:
-    kind = correlation.type
+def _windows(entry: CorrelationRule, hits: list[Hit], uids: list[str], span: int) -> set[int]:
+    kind = entry.rule.type
+    correlation = entry
     if kind is SigmaCorrelationType.TEMPORAL_ORDERED:
         return _ordered(hits, uids, span, _condition(correlation, len(set(uids))))
     measure: Callable[[list[Hit]], float]
@@ -179,6 +186,37 @@ def _ordered(hits: list[Hit], uids: list[str], span: int, test: Callable[[float]
     return matched
 
 
+def dependency_order(
+    correlations: Sequence[tuple[str, CorrelationRule]], rules: Sequence[RuleInfo]
+) -> list[tuple[str, CorrelationRule]]:
+    """Correlations ordered so that one used by another (a chained correlation) runs first.
+
+    A correlation whose references cannot be resolved, or that is part of a cycle, keeps its
+    place at the end; evaluating it reports the problem.
+    """
+    pending = list(correlations)
+    own = {entry.info.uid for _, entry in correlations}
+    done: set[str] = set()
+    ordered: list[tuple[str, CorrelationRule]] = []
+    while pending:
+        ready = []
+        for item in pending:
+            try:
+                needs = set(resolve_references(item[1].rule, rules)) & own
+            except CorrelationError:
+                needs = set()
+            if needs <= done:
+                ready.append(item)
+        if not ready:  # a cycle: give up ordering the rest
+            ordered.extend(pending)
+            break
+        for item in ready:
+            pending.remove(item)
+            done.add(item[1].info.uid)
+            ordered.append(item)
+    return ordered
+
+
 def run_correlations(
     store: EventStore, correlations: Sequence[tuple[str, CorrelationRule]], rules: Sequence[RuleInfo]
 ) -> tuple[dict[str, int], set[str], list[tuple[str, RuleProblem]]]:
@@ -186,12 +224,12 @@ def run_correlations(
     counts: dict[str, int] = {}
     hidden: set[str] = set()
     errors: list[tuple[str, RuleProblem]] = []
-    for source, entry in correlations:
+    for source, entry in dependency_order(correlations, rules):
         uid, correlation = entry.info.uid, entry.rule
         try:
             uids = resolve_references(correlation, rules)
             refs = [str(r.reference) for r in correlation.rules or []]
-            keys = evaluate(correlation, fetch_hits(store, correlation, refs, uids), uids)
+            keys = evaluate(entry, fetch_hits(store, correlation, refs, uids), uids)
         except CorrelationError as exc:
             errors.append((source, RuleProblem(entry.info.path, str(exc), uid, entry.info.title)))
             continue

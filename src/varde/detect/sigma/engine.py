@@ -14,8 +14,11 @@ blows up on some value) is reported and the others still run.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -107,15 +110,25 @@ def _json_path(name: str) -> str | None:
 
 
 class SigmaEngine:
-    """Evaluates compiled rules group by group; writes matches to ``sigma_matches``."""
+    """Evaluates compiled rules group by group; writes matches to ``sigma_matches``.
 
-    def __init__(self, store: EventStore, rules: list[tuple[str, CompiledRule]]) -> None:
+    DuckDB spends most of a large rule set's time parsing and binding the predicates, which
+    it does on one core per connection; so groups are spread over ``threads`` connections
+    (cursors of the same database), each with its own temporary group table.
+    """
+
+    def __init__(self, store: EventStore, rules: list[tuple[str, CompiledRule]], threads: int = 2) -> None:
         self.store = store
         self.rules = [rule for _, rule in rules]
+        self.info = {rule.uid: rule.info for rule in self.rules}
         self.source = {rule.uid: source for source, rule in rules}
+        self.threads = max(1, threads)
         self.result = EngineResult()
-        if any(p.python_regex for r in self.rules for _, p in r.predicates):
-            _register_python_regex(store.con)
+        self.python_udf = any(p.python_udf for r in self.rules for _, p in r.predicates)
+        self._failed: set[str] = set()
+        self._local = threading.local()
+        if self.python_udf:
+            register_python_functions(store.con)
 
     def plan(self, group: Group) -> list[tuple[str, Predicate]]:
         """(rule uid, predicate) pairs that apply to ``group``."""
@@ -130,42 +143,44 @@ class SigmaEngine:
 
     def run(self, on_group: Callable[[Group, int], None] | None = None) -> EngineResult:
         """Run every rule on every group it applies to."""
-        failed: set[str] = set()
-        for group in list_groups(self.store):
-            plan = [(uid, p) for uid, p in self.plan(group) if uid not in failed]
+        names = field_names(self.store)
+        work = [(g, self.plan(g)) for g in list_groups(self.store)]
+        work.sort(key=lambda item: -len(item[1]) * (1 + item[0].events // 10_000))  # biggest first
+        cursors: list[duckdb.DuckDBPyConnection] = []
+
+        def run_one(group: Group, plan: list[tuple[str, Predicate]]) -> None:
+            con = getattr(self._local, "con", None)
+            if con is None:
+                con = self._local.con = self.store.con.cursor()
+                cursors.append(con)
             if plan:
-                self._run_group(group, plan, failed)
+                self._run_group(con, group, plan, names.get((group.channel, group.event_id), []))
             if on_group:
                 on_group(group, len(plan))
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="sigma") as pool:
+                for future in [pool.submit(run_one, g, p) for g, p in work]:
+                    future.result()
+        finally:
+            for con in cursors:
+                con.close()
+        self.result.errors.sort(key=lambda e: (e[0], e[1].path, e[1].rule_id or ""))
         counts = self.store.query("SELECT rule_uid, count(DISTINCT key) FROM sigma_matches GROUP BY 1")
         self.result.matches = {uid: int(n) for uid, n in counts}
         return self.result
 
-    def field_resolver(self, group: Group) -> Callable[[str], str]:
-        """Map a rule's field name to the name this group's events use.
-
-        Exact names win; otherwise a name that differs only by spaces or letter case is used
-        (Defender logs ``Threat Name`` where Sigma rules say ``ThreatName``).
-        """
-        names = [row[0] for row in self.store.query(
-            "SELECT DISTINCT name FROM field_names WHERE channel IS NOT DISTINCT FROM ? "
-            "AND event_id IS NOT DISTINCT FROM ? ORDER BY name", [group.channel, group.event_id])]
-        exact = set(names)
-        loose: dict[str, str] = {}
-        for name in names:
-            loose.setdefault(name.replace(" ", "").lower(), name)
-        return lambda field: field if field in exact else loose.get(field.replace(" ", "").lower(), field)
-
-    def _run_group(self, group: Group, plan: list[tuple[str, Predicate]], failed: set[str]) -> None:
+    def _run_group(
+        self, con: duckdb.DuckDBPyConnection, group: Group, plan: list[tuple[str, Predicate]], names: list[str]
+    ) -> None:
         columns = sorted({c for _, p in plan for c in p.columns})
         own = sorted({c.field for c in columns if c.field not in COMMON_FIELDS and c.field != TEXT_FIELD})
-        resolve = self.field_resolver(group)
+        resolve = field_resolver(names)
         paths = {name: _json_path(resolve(name)) for name in own}
         usable = [name for name in own if paths[name]]
         index = {name: i for i, name in enumerate(usable)}
         extract = f"json_extract_string(fields, [{', '.join(sql_literal(paths[n]) for n in usable)}])"  # type: ignore[arg-type]
         select = ", ".join(["key"] + [column_expression(c, index.get(c.field)) for c in columns])
-        con = self.store.con
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE sigma_group AS SELECT {select} FROM "
             f"(SELECT *{', ' + extract + ' AS v' if usable else ''} FROM events "
@@ -174,43 +189,89 @@ class SigmaEngine:
         )
         try:
             for start in range(0, len(plan), CHUNK_RULES):
-                self._run_chunk(plan[start : start + CHUNK_RULES], failed)
+                self._run_chunk(con, plan[start : start + CHUNK_RULES])
         finally:
             con.execute("DROP TABLE IF EXISTS sigma_group")
 
-    def _run_chunk(self, chunk: list[tuple[str, Predicate]], failed: set[str]) -> None:
+    def _run_chunk(self, con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]]) -> None:
+        chunk = [(uid, p) for uid, p in chunk if uid not in self._failed]
         try:
-            self._insert(chunk)
+            _insert(con, chunk)
             return
         except duckdb.Error:
             logger.debug("chunk of %d rules failed; retrying one by one", len(chunk))
         for uid, predicate in chunk:
             try:
-                self._insert([(uid, predicate)])
+                _insert(con, [(uid, predicate)])
             except duckdb.Error as exc:
-                failed.add(uid)
-                info = next(r.info for r in self.rules if r.uid == uid)
+                self._failed.add(uid)
+                info = self.info[uid]
                 problem = RuleProblem(info.path, f"failed on the events: {exc}", uid, info.title)
                 self.result.errors.append((self.source[uid], problem))
 
-    def _insert(self, chunk: list[tuple[str, Predicate]]) -> None:
-        selects = [f"SELECT {sql_literal(uid)} AS rule_uid, key FROM sigma_group WHERE {p.sql}" for uid, p in chunk]
-        self.store.con.execute("INSERT INTO sigma_matches " + " UNION ALL ".join(selects))
+
+def _insert(con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]]) -> None:
+    if not chunk:
+        return
+    selects = [f"SELECT {sql_literal(uid)} AS rule_uid, key FROM sigma_group WHERE {p.sql}" for uid, p in chunk]
+    con.execute("INSERT INTO sigma_matches " + " UNION ALL ".join(selects))
 
 
-def _register_python_regex(con: duckdb.DuckDBPyConnection) -> None:
-    """``varde_regex(text, pattern)``: Python ``re.search`` for patterns RE2 cannot run."""
-    cache: dict[str, re.Pattern[str]] = {}
+def field_names(store: EventStore) -> dict[tuple[str | None, int | None], list[str]]:
+    """Own-field names seen per (channel, event id)."""
+    out: dict[tuple[str | None, int | None], list[str]] = {}
+    for channel, event_id, name in store.query(
+        "SELECT DISTINCT channel, event_id, name FROM field_names ORDER BY 1, 2, 3"
+    ):
+        out.setdefault((channel, event_id), []).append(name)
+    return out
+
+
+def field_resolver(names: list[str]) -> Callable[[str], str]:
+    """Map a rule's field name to the name a group's events use.
+
+    Exact names win; otherwise a name that differs only by spaces or letter case is used
+    (Defender logs ``Threat Name`` where Sigma rules say ``ThreatName``).
+    """
+    exact = set(names)
+    loose: dict[str, str] = {}
+    for name in names:
+        loose.setdefault(name.replace(" ", "").lower(), name)
+    return lambda field: field if field in exact else loose.get(field.replace(" ", "").lower(), field)
+
+
+def register_python_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """Functions for what SQL cannot say exactly.
+
+    ``varde_regex(text, pattern)``: Python ``re.search``, for patterns RE2 cannot run
+    (look-around, back-references). ``varde_cidr(text, network)``: whether ``text`` is an IP
+    address inside ``network`` (IPv6 addresses have many textual forms).
+    """
+    patterns: dict[str, re.Pattern[str]] = {}
+    networks: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
 
     def varde_regex(text: str | None, pattern: str) -> bool | None:
         if text is None:
             return None
-        compiled = cache.get(pattern)
+        compiled = patterns.get(pattern)
         if compiled is None:
-            compiled = cache[pattern] = re.compile(pattern)
+            compiled = patterns[pattern] = re.compile(pattern)
         return compiled.search(text) is not None
 
-    try:
-        con.create_function("varde_regex", varde_regex, ["VARCHAR", "VARCHAR"], "BOOLEAN", null_handling="special")
-    except duckdb.Error:  # already registered on this connection
-        pass
+    def varde_cidr(text: str | None, network: str) -> bool | None:
+        if text is None:
+            return None
+        net = networks.get(network)
+        if net is None:
+            net = networks[network] = ipaddress.ip_network(network)
+        try:
+            address = ipaddress.ip_address(text.strip().split("%", 1)[0])
+        except ValueError:
+            return False
+        return address.version == net.version and address in net
+
+    for name, function in (("varde_regex", varde_regex), ("varde_cidr", varde_cidr)):
+        try:
+            con.create_function(name, function, ["VARCHAR", "VARCHAR"], "BOOLEAN", null_handling="special")
+        except duckdb.CatalogException:  # functions belong to the database: registered once is enough
+            pass

@@ -49,11 +49,11 @@ class LogsourceMap:
 
     services: dict[str, tuple[Target, ...]]
     categories: dict[str, tuple[Target, ...]]
+    digest: str = ""  # of the source text: part of the compiled-rule cache key
 
     def fingerprint(self) -> str:
-        """A stable digest of the whole mapping (part of the compiled-rule cache key)."""
-        text = repr((sorted(self.services.items()), sorted(self.categories.items())))
-        return hashlib.sha256(text.encode()).hexdigest()
+        """A digest that changes whenever the mapping does."""
+        return self.digest
 
     def targets(self, logsource: SigmaLogSource) -> tuple[Target, ...] | str:
         """Targets of ``logsource``, or the reason why no event log holds it."""
@@ -92,4 +92,4 @@ def default_map() -> LogsourceMap:
     data = yaml.load(text, Loader=yaml.CSafeLoader)
     services = {name: (Target(channels=frozenset(chs)),) for name, chs in data["services"].items()}
     categories = {name: tuple(_target(s) for s in specs) for name, specs in data["categories"].items()}
-    return LogsourceMap(services, categories)
+    return LogsourceMap(services, categories, hashlib.sha256(text.encode()).hexdigest())

@@ -22,10 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sigma.policy
 import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
+from sigma.modifiers import modifier_mapping, reverse_modifier_mapping
+from sigma.modifiers import SigmaWideModifier
+from sigma.policy import SigmaPolicy
+from sigma.policy.regex_engine import PythonRegexEngine
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import ValueListPlaceholderTransformation
 from sigma.rule import SigmaRule
@@ -39,6 +44,10 @@ from varde.detect.sigma.logsource import LogsourceMap, Target, default_map
 logger = logging.getLogger(__name__)
 
 RULE_SUFFIXES = (".yml", ".yaml")
+
+#: Regular expressions are checked with Python's engine at load (pySigma's default, RE2, rejects
+#: look-around); the compiler then runs each on RE2 when it can and on Python's ``re`` otherwise.
+_POLICY = SigmaPolicy(regex_engine=PythonRegexEngine())
 _UID_NAMESPACE = uuid.UUID("5b0b0c4e-7a1d-4b8e-9a57-76617264650a")
 
 
@@ -83,10 +92,13 @@ class CompiledRule:
 
 @dataclass(frozen=True)
 class CorrelationRule:
-    """A correlation rule: its info and pySigma's model (rebuilt from YAML, also when cached)."""
+    """A correlation rule: its info, pySigma's model (rebuilt from YAML, also when cached) and
+    its full condition as (operator, number) pairs, all of which must hold (the specification
+    allows ranges such as ``gt: 10`` with ``lte: 20``; pySigma's model keeps only one)."""
 
     info: RuleInfo
     rule: SigmaCorrelationRule
+    condition: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -165,6 +177,22 @@ def rule_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
 
 
+def _follow_the_specification() -> None:
+    """Two pySigma 2.0 defaults that stray from the Sigma specification, set right.
+
+    * pySigma knows ``wide`` (UTF-16LE) but not its specified alias ``utf16le``;
+    * pySigma checks every ``re`` value with RE2 (its default policy) and rejects look-around,
+      which Sigma allows; varde checks them with Python's engine and runs each on RE2 when it
+      can, on Python's ``re`` otherwise. (The policy a collection is given does not reach the
+      modifiers, hence the default.)
+
+    Idempotent; called before every load, never at import.
+    """
+    modifier_mapping.setdefault("utf16le", SigmaWideModifier)
+    reverse_modifier_mapping.setdefault(SigmaWideModifier.__name__, "wide")
+    sigma.policy.default_policy = _POLICY
+
+
 def load_ruleset(
     folder: Path,
     placeholders: dict[str, list[str]] | None = None,
@@ -172,6 +200,7 @@ def load_ruleset(
     logsources: LogsourceMap | None = None,
 ) -> RuleSet:
     """Load and compile every rule file below ``folder`` (through the cache when given)."""
+    _follow_the_specification()
     loader = _FileLoader(placeholders or {}, logsources or default_map())
     ruleset = RuleSet(source=str(folder))
     context = loader.context_key()
@@ -196,11 +225,28 @@ def _merge(ruleset: RuleSet, entry: dict[str, Any], path: Path) -> None:
 
     ruleset.rules.extend(decode_rule(r) for r in entry["rules"])
     for doc, info in entry["correlations"]:
-        rule = SigmaCorrelationRule.from_dict(doc, source=SigmaRuleLocation(path))
-        ruleset.correlations.append(CorrelationRule(RuleInfo(**{**info, "references": tuple(info["references"]),
-                                                                "techniques": tuple(info["techniques"])}), rule))
+        model_doc, condition = split_condition(doc)
+        rule = SigmaCorrelationRule.from_dict(model_doc, source=SigmaRuleLocation(path))
+        info = RuleInfo(**{**info, "references": tuple(info["references"]), "techniques": tuple(info["techniques"])})
+        ruleset.correlations.append(CorrelationRule(info, rule, condition))
     for kind in ("errors", "skipped", "not_applicable"):
         getattr(ruleset, kind).extend(RuleProblem(**p) for p in entry[kind])
+
+
+CONDITION_OPERATORS = ("gt", "gte", "lt", "lte", "eq", "neq")
+
+
+def split_condition(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[tuple[str, float], ...]]:
+    """A correlation document pySigma accepts (one condition operator), and the full condition."""
+    correlation = doc.get("correlation")
+    condition = correlation.get("condition") if isinstance(correlation, dict) else None
+    if not isinstance(condition, dict):
+        return doc, ()
+    ops = tuple((op, condition[op]) for op in CONDITION_OPERATORS if op in condition)
+    if len(ops) <= 1:
+        return doc, ops
+    first = {k: v for k, v in condition.items() if k not in CONDITION_OPERATORS or k == ops[0][0]}
+    return {**doc, "correlation": {**correlation, "condition": first}}, ops
 
 
 class _FileLoader:
@@ -219,12 +265,15 @@ class _FileLoader:
 
         entry: dict[str, Any] = {"rules": [], "correlations": [], "errors": [], "skipped": [], "not_applicable": []}
         try:
-            docs = [d for d in yaml.load_all(data.decode("utf-8"), Loader=SigmaYAMLLoader) if d]
-            items = SigmaCollection.from_dicts(docs, collect_errors=True, source=SigmaRuleLocation(path)).rules
+            raw = [d for d in yaml.load_all(data.decode("utf-8"), Loader=SigmaYAMLLoader) if d]
+            docs = [split_condition(d)[0] if isinstance(d, dict) else d for d in raw]
+            items = SigmaCollection.from_dicts(
+                docs, collect_errors=True, source=SigmaRuleLocation(path), resolve_references=False, policy=_POLICY
+            ).rules
         except (yaml.YAMLError, UnicodeDecodeError, SigmaError, ValueError, TypeError) as exc:
             entry["errors"].append(vars(RuleProblem(str(path), f"cannot be loaded: {exc}")))
             return entry
-        raw = [d for d in docs if isinstance(d, dict)]
+        raw = [d for d in raw if isinstance(d, dict)]
         for number, item in enumerate(items):
             outcome = self._one(item)
             if isinstance(outcome, tuple):
@@ -247,6 +296,8 @@ class _FileLoader:
             return fail("errors", "; ".join(str(e) for e in item.errors))
         if isinstance(item, SigmaCorrelationRule):
             return info
+        if not isinstance(item, SigmaRule):
+            return fail("errors", f"{type(item).__name__} documents (Sigma filters) are not supported yet")
         missing = sorted(placeholder_names(item) - set(self.placeholders))
         if missing:
             given = "no placeholder values given (--placeholders FILE)" if not self.placeholders else "no value given"
