@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -54,8 +55,13 @@ class RichProgress:
         self.bar.remove_task(self.tasks.pop(stage))  # type: ignore[arg-type]
 
 
+def _error(message: str) -> None:
+    """One line on stderr, control characters made visible (never wrapped, never markup)."""
+    sys.stderr.write(f"varde: error: {console_report.safe(' '.join(str(message).split()))}\n")
+
+
 def _fail(exc: VardeError) -> typer.Exit:
-    err.print(f"varde: error: {console_report.safe(exc)}", markup=False)
+    _error(str(exc))
     return typer.Exit(exc.exit_code)
 
 
@@ -108,7 +114,8 @@ def report_command(case: Annotated[Path, typer.Argument(help="A case folder with
     except VardeError as exc:
         raise _fail(exc) from exc
     except ValueError as exc:
-        err.print(f"varde: error: {case}/report.json is not a valid report: {exc}", markup=False)
+        reason = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc).splitlines()[0]
+        _error(f"{case}/report.json is not a valid report: {reason}")
         raise typer.Exit(3) from exc
     console_report.render(report, out)
 

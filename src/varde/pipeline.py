@@ -144,10 +144,10 @@ def hunt(
 def _read(evidence: Sequence[Path], store: EventStore, case: Case, options: HuntOptions,
           progress: Progress) -> IngestSummary:
     tasks = plan(evidence, store, options.limits)
-    progress.start("read", sum(t.evidence.size for t in tasks))
+    progress.start("read", sum(t.size for t in tasks))
 
     def done(task: Task) -> None:
-        progress.advance("read", task.evidence.size)
+        progress.advance("read", task.size)
 
     summary = ingest(tasks, store, case.scratch, options.limits, options.workers, done)
     progress.end("read")

@@ -1,24 +1,31 @@
-"""The one normalised event schema (Arrow), shared by every reader and store.
+"""The normalised event schema, shared by every reader and store.
 
-Each event is a row with a few common columns that every source fills in the same way, and
-``fields``: the event's own named values as a JSON object (EventData of a Windows event, the
-columns of a log line). Keeping the own fields as one JSON object keeps the schema fixed while
-hundreds of sources bring their own field names; detection extracts only the fields a rule
-names, once per group of similar events (see :mod:`varde.detect.sigma.engine`).
+An event has common columns that every source fills in the same way (time in UTC, host,
+channel, provider, event id, record id, and where it is in which evidence file), and its own
+named fields (EventData of a Windows event, the columns of a log line).
 
-``docs/schema.md`` describes the columns for users; keep the two in step.
+Events are stored partitioned by (channel, event id): each partition is one table whose own
+fields are real columns, because events of one channel and id share their field names (a
+Sysmon process creation always has Image, CommandLine, ...). Detection then reads plain columns
+of just the events a rule can match, with no JSON to parse and no scan of unrelated events;
+and a case with hundreds of different event types never needs one table with hundreds of
+mostly empty columns. The ``events`` view puts the partitions back together in the uniform
+schema, with the own fields as one JSON object.
+
+``docs/schema.md`` describes the tables for users; keep the two in step.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Bits of the event key that hold the position of the event inside its evidence file.
 KEY_SEQ_BITS = 40
 
-EVENT_SCHEMA = pa.schema(
+#: The common columns, in every partition table and in the ``events`` view.
+COMMON_SCHEMA = pa.schema(
     [
         pa.field("key", pa.int64(), nullable=False),  # (evidence << KEY_SEQ_BITS) | position in file
         pa.field("evidence", pa.int32(), nullable=False),  # evidence.id of the file it came from
@@ -29,11 +36,10 @@ EVENT_SCHEMA = pa.schema(
         pa.field("provider", pa.string()),  # event provider / source name
         pa.field("event_id", pa.int32()),
         pa.field("record_id", pa.int64()),  # EVTX EventRecordID when the source has one
-        pa.field("fields", pa.string()),  # JSON object: the event's own fields, values as logged
     ]
 )
 
-COLUMNS = tuple(EVENT_SCHEMA.names)
+COMMON_COLUMNS = tuple(COMMON_SCHEMA.names)
 
 
 def event_key(evidence: int, position: int) -> int:

@@ -2,10 +2,13 @@
 
 Tables (documented for users in ``docs/schema.md``):
 
-* ``events``: :data:`~varde.events.schema.EVENT_SCHEMA`, appended in Arrow batches;
+* ``partitions``: one row per (channel, event id) seen, naming its table ``events_pN``;
+* ``events_pN``: the events of one partition: the common columns of
+  :data:`~varde.events.schema.COMMON_SCHEMA` and one VARCHAR column per own field;
+* ``partition_fields``: which own field is which column of which partition;
+* ``events`` (a view): every partition in the uniform schema, own fields as a JSON object;
 * ``evidence``: one row per input file (path, sha256, bytes, reader, records, skipped, complete);
 * ``read_warnings``: what could not be read, with file and locator;
-* ``field_names``: the own-field names seen per (channel, event id), for rule field lookup;
 * ``sigma_matches``: (rule uid, event key) pairs written by the Sigma engine.
 
 DuckDB runs with a memory limit and spills to a temp folder inside the case, so memory stays
@@ -15,7 +18,8 @@ bounded whatever the input size; nothing is ever written next to the evidence.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +27,15 @@ import duckdb
 import pyarrow as pa
 
 from varde.errors import CaseError
-from varde.events.schema import EVENT_SCHEMA
+from varde.events.schema import COMMON_COLUMNS, COMMON_SCHEMA
 
 logger = logging.getLogger(__name__)
 
 _TABLES = """
-CREATE TABLE IF NOT EXISTS events (
-    key BIGINT NOT NULL, evidence INTEGER NOT NULL, locator VARCHAR NOT NULL, ts TIMESTAMP,
-    host VARCHAR, channel VARCHAR, provider VARCHAR, event_id INTEGER, record_id BIGINT,
-    fields VARCHAR
+CREATE TABLE IF NOT EXISTS partitions (
+    id INTEGER PRIMARY KEY, channel VARCHAR, event_id INTEGER, table_name VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS partition_fields (partition INTEGER, name VARCHAR NOT NULL, column_name VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS evidence (
     id INTEGER PRIMARY KEY, path VARCHAR NOT NULL, reader VARCHAR, bytes BIGINT, sha256 VARCHAR,
     records BIGINT DEFAULT 0, skipped_records BIGINT DEFAULT 0, complete BOOLEAN
@@ -41,8 +44,53 @@ CREATE TABLE IF NOT EXISTS read_warnings (
     evidence INTEGER, locator VARCHAR, message VARCHAR NOT NULL, skipped BIGINT DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sigma_matches (rule_uid VARCHAR NOT NULL, key BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS field_names (channel VARCHAR, event_id INTEGER, name VARCHAR NOT NULL);
 """
+
+_COMMON_DDL = ", ".join(
+    f"{name} {ddl}"
+    for name, ddl in zip(
+        COMMON_COLUMNS,
+        ("BIGINT NOT NULL", "INTEGER NOT NULL", "VARCHAR NOT NULL", "TIMESTAMP", "VARCHAR", "VARCHAR", "VARCHAR",
+         "INTEGER", "BIGINT"),
+        strict=True,
+    )
+)
+
+
+def quote(name: str) -> str:
+    """A double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_text(text: str) -> str:
+    """``text`` made safe inside a single-quoted SQL literal."""
+    return text.replace("'", "''")
+
+
+def sql_literal(text: str) -> str:
+    """A single-quoted SQL string literal for ``text``."""
+    return "'" + sql_text(text) + "'"
+
+
+@dataclass
+class Partition:
+    """One (channel, event id) partition: its table and the column of each own field."""
+
+    id: int
+    channel: str | None
+    event_id: int | None
+    table: str
+    columns: dict[str, str] = field(default_factory=dict)  # own field name -> column name
+
+    def column_for(self, name: str) -> str:
+        """A column name for a new field: DuckDB names are case-insensitive, so a field whose
+        name differs from another only by case gets a numbered column."""
+        taken = {c.lower() for c in self.columns.values()} | {c.lower() for c in COMMON_COLUMNS}
+        candidate, number = name, 1
+        while candidate.lower() in taken:
+            number += 1
+            candidate = f"{name}~{number}"
+        return candidate
 
 
 class EventStore:
@@ -52,14 +100,16 @@ class EventStore:
         self.path = path
         try:
             self.con = duckdb.connect(str(path))
-            temp = path.parent / "tmp"
             self.con.execute(f"SET memory_limit = '{memory_limit}'")
             self.con.execute(f"SET threads = {int(threads)}")
-            self.con.execute(f"SET temp_directory = '{_sql_text(str(temp))}'")
+            self.con.execute(f"SET temp_directory = '{sql_text(str(path.parent / 'tmp'))}'")
             self.con.execute("SET preserve_insertion_order = false")
             self.con.execute(_TABLES)
         except (duckdb.Error, OSError) as exc:
             raise CaseError(f"cannot open the case store {path}: {exc}") from exc
+        self.partitions: dict[tuple[str | None, int | None], Partition] = {}
+        self._load_partitions()
+        self._view_stale = True
 
     def __enter__(self) -> EventStore:
         return self
@@ -68,27 +118,94 @@ class EventStore:
         self.close()
 
     def close(self) -> None:
-        """Checkpoint and close the database."""
+        """Bring the ``events`` view up to date, checkpoint and close the database."""
+        self.refresh_view()
         self.con.close()
 
-    def reset(self) -> None:
-        """Empty every table (a new hunt into an existing case folder starts clean)."""
-        for table in ("events", "evidence", "read_warnings", "sigma_matches", "field_names"):
-            self.con.execute(f"DELETE FROM {table}")
+    def _load_partitions(self) -> None:
+        for pid, channel, event_id, table in self.query("SELECT id, channel, event_id, table_name FROM partitions"):
+            self.partitions[(channel, event_id)] = Partition(pid, channel, event_id, table)
+        for pid, name, column in self.query("SELECT partition, name, column_name FROM partition_fields"):
+            next(p for p in self.partitions.values() if p.id == pid).columns[name] = column
 
-    def append(self, batch: pa.RecordBatch) -> None:
-        """Append one batch of events (must follow EVENT_SCHEMA)."""
-        if batch.schema != EVENT_SCHEMA:
-            batch = batch.cast(EVENT_SCHEMA)
-        self.con.register("_batch", batch)
+    def reset(self) -> None:
+        """Empty the case (a new hunt into an existing case folder starts clean)."""
+        self.con.execute("DROP VIEW IF EXISTS events")
+        for partition in self.partitions.values():
+            self.con.execute(f"DROP TABLE IF EXISTS {quote(partition.table)}")
+        self.partitions.clear()
+        for table in ("partitions", "partition_fields", "evidence", "read_warnings", "sigma_matches"):
+            self.con.execute(f"DELETE FROM {table}")
+        self._view_stale = True
+
+    def _partition(self, channel: str | None, event_id: int | None, names: Sequence[str]) -> Partition:
+        """The partition's table, created with columns for ``names`` (one statement: DuckDB
+        adds columns to an existing table far more slowly)."""
+        partition = self.partitions.get((channel, event_id))
+        if partition is None:
+            pid = len(self.partitions) + 1
+            partition = Partition(pid, channel, event_id, f"events_p{pid}")
+            for name in names:
+                partition.columns[name] = partition.column_for(name)
+            own = "".join(f", {quote(c)} VARCHAR" for c in partition.columns.values())
+            self.con.execute(f"CREATE TABLE {quote(partition.table)} ({_COMMON_DDL}{own})")
+            self.con.execute("INSERT INTO partitions VALUES (?, ?, ?, ?)", [pid, channel, event_id, partition.table])
+            self._add_fields(pid, list(partition.columns.items()))
+            self.partitions[(channel, event_id)] = partition
+            self._view_stale = True
+        return partition
+
+    def append_many(self, items: Iterable[tuple[str | None, int | None, pa.Table]]) -> None:
+        """Append several partitions' events in one transaction."""
+        self.con.execute("BEGIN TRANSACTION")
         try:
-            self.con.execute("INSERT INTO events SELECT * FROM _batch")
-            self.con.execute(
-                "INSERT INTO field_names SELECT DISTINCT channel, event_id, unnest(json_keys(fields)) FROM _batch "
-                "EXCEPT SELECT channel, event_id, name FROM field_names"
-            )
+            for channel, event_id, table in items:
+                self.append(channel, event_id, table)
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def append(self, channel: str | None, event_id: int | None, batch: pa.RecordBatch | pa.Table) -> None:
+        """Append events of one partition: the common columns, then one column per own field."""
+        names = batch.schema.names[len(COMMON_COLUMNS):]
+        partition = self._partition(channel, event_id, names)
+        added = []
+        for name in names:
+            if name not in partition.columns:
+                column = partition.column_for(name)
+                self.con.execute(f"ALTER TABLE {quote(partition.table)} ADD COLUMN {quote(column)} VARCHAR")
+                partition.columns[name] = column
+                added.append((name, column))
+                self._view_stale = True
+        self._add_fields(partition.id, added)
+        renamed = batch.rename_columns([*COMMON_COLUMNS, *(partition.columns[n] for n in names)])
+        self.con.register("_batch", renamed)
+        try:
+            self.con.execute(f"INSERT INTO {quote(partition.table)} BY NAME SELECT * FROM _batch")
         finally:
             self.con.unregister("_batch")
+
+    def _add_fields(self, pid: int, pairs: list[tuple[str, str]]) -> None:
+        if pairs:  # one statement: DuckDB's executemany runs one insert per row
+            values = ", ".join(f"({pid}, {sql_literal(n)}, {sql_literal(c)})" for n, c in pairs)
+            self.con.execute(f"INSERT INTO partition_fields VALUES {values}")
+
+    def refresh_view(self) -> None:
+        """(Re)create the ``events`` view over every partition."""
+        if not self._view_stale:
+            return
+        common = ", ".join(COMMON_COLUMNS)
+        selects = []
+        for partition in sorted(self.partitions.values(), key=lambda p: p.id):
+            pairs = ", ".join(f"{sql_literal(n)}, {quote(c)}" for n, c in sorted(partition.columns.items()))
+            fields = f"json_object({pairs})" if pairs else "json_object()"
+            selects.append(f"SELECT {common}, {fields} AS fields FROM {quote(partition.table)}")
+        if not selects:
+            nulls = ", ".join(f"NULL::{t} AS {n}" for n, t in zip(COMMON_COLUMNS, _common_types(), strict=True))
+            selects.append(f"SELECT {nulls}, NULL::JSON AS fields WHERE false")
+        self.con.execute("CREATE OR REPLACE VIEW events AS " + " UNION ALL ".join(selects))
+        self._view_stale = False
 
     def add_evidence(self, evidence_id: int, path: str, reader: str | None, size: int) -> None:
         """List one input file before it is read."""
@@ -107,9 +224,21 @@ class EventStore:
 
     def add_warning(self, evidence_id: int | None, locator: str | None, message: str, skipped: int = 0) -> None:
         """Record something that could not be read."""
-        self.con.execute(
-            "INSERT INTO read_warnings VALUES (?, ?, ?, ?)", [evidence_id, locator, message, skipped]
-        )
+        self.add_warnings([(evidence_id, locator, message, skipped)])
+
+    def add_warnings(self, rows: Sequence[tuple[int | None, str | None, str, int]]) -> None:
+        """Record many read warnings at once."""
+        if rows:
+            table = pa.table(
+                list(zip(*rows, strict=True)),
+                schema=pa.schema([("evidence", pa.int32()), ("locator", pa.string()), ("message", pa.string()),
+                                  ("skipped", pa.int64())]),
+            )
+            self.con.register("_warnings", table)
+            try:
+                self.con.execute("INSERT INTO read_warnings SELECT * FROM _warnings")
+            finally:
+                self.con.unregister("_warnings")
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run ``sql`` and return all rows."""
@@ -117,14 +246,16 @@ class EventStore:
 
     def event_count(self) -> int:
         """Number of events in the store."""
-        return int(self.query("SELECT count(*) FROM events")[0][0])
+        return sum(self.partition_sizes().values())
+
+    def partition_sizes(self) -> dict[tuple[str | None, int | None], int]:
+        """Events per partition."""
+        sizes = {}
+        for key, partition in self.partitions.items():
+            sizes[key] = int(self.con.execute(f"SELECT count(*) FROM {quote(partition.table)}").fetchone()[0])
+        return sizes
 
 
-def _sql_text(text: str) -> str:
-    """``text`` made safe inside a single-quoted SQL literal."""
-    return text.replace("'", "''")
-
-
-def sql_literal(text: str) -> str:
-    """A single-quoted SQL string literal for ``text``."""
-    return "'" + _sql_text(text) + "'"
+def _common_types() -> list[str]:
+    mapping = {pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.string(): "VARCHAR", pa.timestamp("us"): "TIMESTAMP"}
+    return [mapping[f.type] for f in COMMON_SCHEMA]

@@ -12,11 +12,14 @@ from typing import BinaryIO, Protocol
 
 import pyarrow as pa
 
-from varde.events.schema import EVENT_SCHEMA, event_key
+from varde.events.schema import COMMON_SCHEMA, event_key
 
 #: How many events one Arrow batch holds: large enough to amortise the store's per-batch cost,
 #: small enough that a worker's memory stays flat.
 BATCH_EVENTS = 16_384
+
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,16 @@ class EvidenceFile:
 
 
 @dataclass(frozen=True)
+class Part:
+    """A byte range of a line-oriented file, read by one worker: lines that start in
+    ``[start, end)``; the first of them is line ``first_line`` (1-based) of the file."""
+
+    start: int
+    end: int
+    first_line: int
+
+
+@dataclass(frozen=True)
 class ArchiveLimits:
     """Budgets that stop decompression bombs; every member is checked against them."""
 
@@ -98,30 +111,78 @@ class Reader(Protocol):
 
     def read(self, evidence: EvidenceFile, out: ReadContext) -> None: ...
 
+    def split(self, evidence: EvidenceFile, part_bytes: int) -> list[Part] | None:
+        """Parts that workers can read in parallel, or None when the file is read whole."""
+        ...
+
+
+@dataclass(frozen=True)
+class PartitionBatch:
+    """Events of one (channel, event id): common columns, then one string column per own field."""
+
+    channel: str | None
+    event_id: int | None
+    batch: pa.RecordBatch
+
+
+class _Partition:
+    """Column lists of one partition's events; an event without some field gets a null there."""
+
+    def __init__(self) -> None:
+        self.common: list[list[object]] = [[] for _ in COMMON_SCHEMA]
+        self.fields: dict[str, list[str | None]] = {}
+        self.rows = 0
+
+    def add(self, common: tuple[object, ...], fields: dict[str, str | None]) -> None:
+        for column, value in zip(self.common, common, strict=True):
+            column.append(value)
+        rows = self.rows
+        for name, value in fields.items():
+            column = self.fields.get(name)
+            if column is None:
+                column = self.fields[name] = [None] * rows
+            column.append(value)
+        self.rows = rows + 1
+        if len(fields) != len(self.fields):  # this event lacks some fields: pad them
+            for column in self.fields.values():
+                if len(column) == rows:
+                    column.append(None)
+
+    def batch(self) -> pa.RecordBatch:
+        arrays = [pa.array(values, type=f.type) for values, f in zip(self.common, COMMON_SCHEMA, strict=True)]
+        names = list(COMMON_SCHEMA.names)
+        for name in sorted(self.fields):
+            arrays.append(pa.array(self.fields[name], type=pa.string()))
+            names.append(name)
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+
 
 class ReadContext:
-    """Collects a reader's events into Arrow batches and its warnings, and hands both on.
+    """Collects a reader's events into Arrow batches per partition, and its warnings.
 
-    ``sink`` receives each full :class:`pyarrow.RecordBatch` and each :class:`ReadWarning` as
-    soon as it exists, so a reader that dies half-way has already delivered what it read.
+    ``sink`` receives each :class:`PartitionBatch` and each :class:`ReadWarning` as soon as it
+    exists, so a reader that dies half-way has already delivered what it read.
     """
 
     def __init__(
         self,
         evidence_id: int,
-        sink: Callable[[pa.RecordBatch | ReadWarning], None],
+        sink: Callable[[PartitionBatch | ReadWarning], None],
         scratch: Path,
         limits: ArchiveLimits | None = None,
         batch_events: int = BATCH_EVENTS,
+        part: Part | None = None,
     ) -> None:
         self.evidence_id = evidence_id
+        self.part = part
         self.scratch = scratch
         self.limits = limits or ArchiveLimits()
         self.records = 0
         self.skipped = 0
         self._sink = sink
         self._batch_events = batch_events
-        self._cols: dict[str, list[object]] = {name: [] for name in EVENT_SCHEMA.names}
+        self._pending = 0
+        self._partitions: dict[tuple[str | None, int | None], _Partition] = {}
 
     def event(
         self,
@@ -132,22 +193,28 @@ class ReadContext:
         provider: str | None,
         event_id: int | None,
         record_id: int | None,
-        fields: str,
+        fields: dict[str, str | None],
+        position: int | None = None,
     ) -> None:
-        """Add one event; ``ts_us`` is microseconds since 1970 UTC, ``fields`` a JSON object."""
-        cols = self._cols
-        cols["key"].append(event_key(self.evidence_id, self.records))
-        cols["evidence"].append(self.evidence_id)
-        cols["locator"].append(locator)
-        cols["ts"].append(ts_us)
-        cols["host"].append(host)
-        cols["channel"].append(channel)
-        cols["provider"].append(provider)
-        cols["event_id"].append(event_id)
-        cols["record_id"].append(record_id)
-        cols["fields"].append(fields)
+        """Add one event; ``ts_us`` is microseconds since 1970 UTC, ``fields`` its own fields.
+
+        ``position`` (0-based) makes the event key; readers of file parts pass the line index,
+        others leave it to the running count.
+        """
+        if event_id is not None and not _INT32[0] <= event_id <= _INT32[1]:
+            self.warn(locator, f"event id {event_id} is out of range; the event is kept without one")
+            fields = {**fields, "EventID": str(event_id)}  # kept as logged
+            event_id = None
+        if record_id is not None and not _INT64[0] <= record_id <= _INT64[1]:
+            record_id = None
+        partition = self._partitions.get((channel, event_id))
+        if partition is None:
+            partition = self._partitions[(channel, event_id)] = _Partition()
+        key = event_key(self.evidence_id, self.records if position is None else position)
+        partition.add((key, self.evidence_id, locator, ts_us, host, channel, provider, event_id, record_id), fields)
         self.records += 1
-        if len(cols["key"]) >= self._batch_events:
+        self._pending += 1
+        if self._pending >= self._batch_events:
             self.flush()
 
     def warn(self, locator: str | None, message: str, skipped: int = 0) -> None:
@@ -156,10 +223,7 @@ class ReadContext:
         self._sink(ReadWarning(locator, message, skipped))
 
     def flush(self) -> None:
-        """Hand on the events collected so far as one batch."""
-        if not self._cols["key"]:
-            return
-        arrays = [pa.array(self._cols[f.name], type=f.type) for f in EVENT_SCHEMA]
-        self._sink(pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA))
-        for values in self._cols.values():
-            values.clear()
+        """Hand on the events collected so far, one batch per partition."""
+        partitions, self._partitions, self._pending = self._partitions, {}, 0
+        for (channel, event_id), partition in partitions.items():
+            self._sink(PartitionBatch(channel, event_id, partition.batch()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from varde.sources import READERS
 from varde.sources.archive import is_zip, list_members
 from varde.sources.base import ArchiveLimits, EvidenceFile
 
-HEAD_BYTES = 4096
+HEAD_BYTES = 65536  # enough to see past a few screens of junk before the first event
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _archive(archive: EvidenceFile, limits: ArchiveLimits) -> Iterator[Found]:
     try:
         with archive.open(limits) as handle, zipfile.ZipFile(handle) as zipped:
             entries = list(list_members(zipped, limits))
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
         yield Found(archive, None, f"damaged zip archive: {exc}")
         return
     yield Found(archive, "zip")
@@ -103,7 +104,7 @@ def _archive(archive: EvidenceFile, limits: ArchiveLimits) -> Iterator[Found]:
         try:
             with member.open(limits) as handle:
                 head = handle.read(HEAD_BYTES)
-        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError, zlib.error) as exc:
             yield Found(member, None, f"member cannot be read: {exc}", refused=True)
             continue
         yield from _classify(member, head, limits)

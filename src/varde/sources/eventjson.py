@@ -14,11 +14,12 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from varde.sources.base import EvidenceFile, ReadContext
+from varde.sources.base import EvidenceFile, Part, ReadContext
 from varde.sources.winevent import layout_of, normalise
 
 #: Longest line read as an event; longer ones are skipped (with a warning), not loaded.
@@ -36,6 +37,12 @@ def _text_head(head: bytes) -> bytes:
     return head.removeprefix(codecs.BOM_UTF8).lstrip()
 
 
+def _pretty_printed(text: bytes) -> bool:
+    """Whether the text opens a pretty-printed JSON document: the first line holds only the
+    opening bracket (JSON lines, even a truncated first line, hold more)."""
+    return text.split(b"\n", 1)[0].strip() in (b"{", b"[")
+
+
 def _utf8_lines(handle: BinaryIO, utf16: bool) -> Iterator[bytes]:
     """Lines of the stream as UTF-8 bytes, each at most MAX_LINE_BYTES (+1 marks an overlong one)."""
     if utf16:
@@ -49,6 +56,42 @@ def _utf8_lines(handle: BinaryIO, utf16: bool) -> Iterator[bytes]:
             line = line.removeprefix(codecs.BOM_UTF8)
             first = False
         yield line
+
+
+def _lines_until(handle: BinaryIO, end: int) -> Iterator[bytes]:
+    """Lines (at most MAX_LINE_BYTES + 1 bytes each) that start before byte ``end``."""
+    position = handle.tell()
+    while position < end:
+        line = handle.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        position += len(line)
+        yield line
+
+
+def line_parts(path: Path, size: int, part_bytes: int) -> list[Part]:
+    """Split a file into parts of about ``part_bytes`` that start at line starts, with the
+    number of each part's first line (one pass over the file, counting newlines)."""
+    parts: list[Part] = []
+    start, line = 0, 1
+    with open(path, "rb") as handle:
+        while start < size:
+            target = min(start + part_bytes, size)
+            handle.seek(target)
+            if target < size:
+                handle.readline()  # to the start of the next line
+            end = min(handle.tell(), size)
+            parts.append(Part(start, end, line))
+            handle.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                block = handle.read(min(remaining, 1 << 24))
+                if not block:
+                    break
+                line += block.count(b"\n")
+                remaining -= len(block)
+            start = end
+    return parts
 
 
 def _documents(text: str, out: ReadContext) -> Iterator[tuple[int, Any]]:
@@ -79,53 +122,73 @@ class EventJsonReader:
     name = "event-json"
 
     def sniff(self, head: bytes, name: str) -> bool:
-        """A JSON object or array whose first event looks like a Windows event."""
+        """Some line of the head is a Windows event in JSON (junk lines before it are
+        tolerated), or the head opens a pretty-printed document with Windows event keys."""
         text = _text_head(head)
-        if not text.startswith((b"{", b"[")):
-            return False
-        first_line = text.split(b"\n", 1)[0].strip()
-        try:
-            doc = orjson.loads(first_line)
-        except orjson.JSONDecodeError:
+        if _pretty_printed(text):
             return bool(_EVENT_HINT.search(text))
-        if isinstance(doc, list):
-            doc = doc[0] if doc and isinstance(doc[0], dict) else {}
-        return isinstance(doc, dict) and layout_of(doc) is not None
+        for line in text.split(b"\n"):
+            line = line.strip()
+            if not line.startswith((b"{", b"[")):
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(doc, list):
+                doc = doc[0] if doc and isinstance(doc[0], dict) else {}
+            if isinstance(doc, dict) and layout_of(doc) is not None:
+                return True
+        return False
+
+    def split(self, evidence: EvidenceFile, part_bytes: int) -> list[Part] | None:
+        """JSON lines files on disk over ``part_bytes`` split at line starts, for parallel reading."""
+        if evidence.members or evidence.size <= part_bytes:
+            return None
+        with evidence.open() as handle:
+            head = handle.read(4096)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _pretty_printed(_text_head(head)):
+            return None
+        return line_parts(evidence.disk_path, evidence.size, part_bytes)
 
     def read(self, evidence: EvidenceFile, out: ReadContext) -> None:
         """Read line by line; fall back to whole-document parsing for pretty-printed JSON."""
+        if out.part is not None:
+            self._read_lines(evidence, out, utf16=False)
+            return
         with evidence.open(out.limits) as handle:
             head = handle.read(4096)
         utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
-        first_line = _text_head(head).split(b"\n", 1)[0].strip()
-        try:
-            orjson.loads(first_line)
-            line_mode = True
-        except orjson.JSONDecodeError:
-            line_mode = False
-        if line_mode:
-            self._read_lines(evidence, out, utf16)
-        else:
+        if _pretty_printed(_text_head(head)):
             self._read_document(evidence, out, utf16)
+        else:
+            self._read_lines(evidence, out, utf16)
 
     def _read_lines(self, evidence: EvidenceFile, out: ReadContext, utf16: bool) -> None:
+        part = out.part
         with evidence.open(out.limits) as handle:
             overlong = False
             number = 0
-            for line in _utf8_lines(handle, utf16):
+            lines = _utf8_lines(handle, utf16)
+            if part is not None:
+                handle.seek(part.start)
+                number = part.first_line - 1
+                lines = _lines_until(handle, part.end)
+            for line in lines:
                 if overlong:  # the rest of a line already reported
-                    overlong = len(line) > MAX_LINE_BYTES or not line.endswith(b"\n")
+                    overlong = not line.endswith(b"\n")
                     continue
                 number += 1
-                if len(line) > MAX_LINE_BYTES:
+                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
                     out.warn(f"line {number}", f"line longer than {MAX_LINE_BYTES} bytes skipped", 1)
                     overlong = True
                     continue
                 line = line.strip()
                 if line:
-                    self._add_line(line, f"line {number}", out)
+                    self._add_line(line, number, out)
 
-    def _add_line(self, line: bytes, locator: str, out: ReadContext) -> None:
+    def _add_line(self, line: bytes, number: int, out: ReadContext) -> None:
+        locator = f"line {number}"
         try:
             doc = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -135,7 +198,7 @@ class EventJsonReader:
                 out.warn(locator, f"not valid JSON: {exc}", 1)
                 return
             out.warn(locator, "invalid UTF-8 replaced with U+FFFD")
-        self._add_doc(doc, locator, out)
+        self._add_doc(doc, locator, out, number - 1)
 
     def _read_document(self, evidence: EvidenceFile, out: ReadContext, utf16: bool) -> None:
         """Pretty-printed JSON: one object, one array, or several objects one after another
@@ -149,14 +212,14 @@ class EventJsonReader:
         if "\ufffd" in text and not utf16:
             out.warn(None, "invalid UTF-8 replaced with U+FFFD")
         for line, doc in _documents(text, out):
-            if isinstance(doc, list):
-                for number, item in enumerate(doc, 1):
-                    self._add_doc(item, f"line {line} item {number}", out)
-            else:
-                self._add_doc(doc, f"line {line}", out)
+            self._add_doc(doc, f"line {line}", out)
 
     @staticmethod
-    def _add_doc(doc: Any, locator: str, out: ReadContext) -> None:
+    def _add_doc(doc: Any, locator: str, out: ReadContext, position: int | None = None) -> None:
+        if isinstance(doc, list):  # a JSON array on one line: each item is an event
+            for number, item in enumerate(doc, 1):
+                EventJsonReader._add_doc(item, f"{locator} item {number}", out)
+            return
         layout = layout_of(doc) if isinstance(doc, dict) else None
         if layout is None:
             out.warn(locator, "not a Windows event in a known JSON layout", 1)
@@ -170,5 +233,6 @@ class EventJsonReader:
             event.provider,
             event.event_id,
             event.record_id,
-            orjson.dumps(event.fields).decode(),
+            event.fields,
+            position,
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from varde.sources.base import EvidenceFile, ReadContext
+from varde.sources.base import EvidenceFile, Part, ReadContext
 from varde.sources.winevent import as_int, from_evtx_layout
 
 FILE_MAGIC = b"ElfFile\x00"
@@ -38,7 +38,7 @@ def chunk_ranges(path: Path) -> tuple[list[tuple[int, int, int]], list[int]]:
     with open(path, "rb") as handle:
         handle.seek(0, 2)
         size = handle.tell()
-        for chunk in range(max(0, (size - HEADER_BYTES) // CHUNK_BYTES)):
+        for chunk in range(max(0, -(-(size - HEADER_BYTES) // CHUNK_BYTES))):  # a cut-off last chunk too
             handle.seek(HEADER_BYTES + chunk * CHUNK_BYTES)
             head = handle.read(40)
             if head[:8] == CHUNK_MAGIC:
@@ -85,11 +85,16 @@ class EvtxReader:
         """EVTX files start with the ``ElfFile`` magic, whatever they are called."""
         return head.startswith(FILE_MAGIC)
 
+    def split(self, evidence: EvidenceFile, part_bytes: int) -> list[Part] | None:
+        """EVTX files are read whole (the parser walks the chunks itself)."""
+        return None
+
     def read(self, evidence: EvidenceFile, out: ReadContext) -> None:
         """Stream every recoverable record of the file into ``out``."""
         import evtx
 
         with evidence.local_file(out.scratch, out.limits) as path:
+            self._check_size(path, out)
             ranges, damaged = chunk_ranges(path)
             for chunk in damaged:
                 out.warn(f"chunk {chunk}", "chunk header is damaged; its records could not be counted")
@@ -112,23 +117,41 @@ class EvtxReader:
                 out.warn(f"chunk {chunk}", f"{lost} record(s) listed in the chunk header were not recovered", lost)
 
     @staticmethod
+    def _check_size(path: Path, out: ReadContext) -> None:
+        """Warn when the file is shorter than its header says (a truncated copy)."""
+        with open(path, "rb") as handle:
+            header = handle.read(HEADER_BYTES)
+            size = handle.seek(0, 2)
+        if len(header) < 44 or not header.startswith(FILE_MAGIC):
+            return
+        listed = struct.unpack_from("<H", header, 42)[0]
+        present = max(0, size - HEADER_BYTES) / CHUNK_BYTES
+        if present < listed:
+            out.warn(None, f"file is truncated: its header lists {listed} chunks, {present:.2f} are present")
+        elif present != int(present):
+            out.warn(f"chunk {int(present)}", "the last chunk is cut off")
+
+    @staticmethod
     def _add(record: dict, position: int, tally: _Tally, out: ReadContext) -> None:
-        record_id = as_int(record.get("event_record_id"))
-        tally.add(record_id)
-        locator = f"record {record_id}" if record_id is not None else f"entry {position}"
+        header_id = as_int(record.get("event_record_id"))
+        tally.add(header_id)
         try:
             doc = orjson.loads(record["data"])
             event = from_evtx_layout(doc["Event"])
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            out.warn(locator, f"record could not be decoded: {exc}", 1)
+            out.warn(f"record {header_id}" if header_id is not None else f"entry {position}",
+                     f"record could not be decoded: {exc}", 1)
             return
+        # The record's own EventRecordID (what Event Viewer and exports show); an exported log
+        # renumbers the record headers, so the header id is only the fallback.
+        record_id = event.record_id if event.record_id is not None else header_id
         out.event(
-            locator,
+            f"record {record_id}" if record_id is not None else f"entry {position}",
             event.ts_us,
             event.host,
             event.channel,
             event.provider,
             event.event_id,
-            record_id if record_id is not None else event.record_id,
-            orjson.dumps(event.fields).decode(),
+            record_id,
+            event.fields,
         )

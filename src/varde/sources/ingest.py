@@ -26,7 +26,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from varde.sources.base import ArchiveLimits, EvidenceFile, ReadContext, ReadWarning
+from varde.sources.base import ArchiveLimits, EvidenceFile, Part, PartitionBatch, ReadContext, ReadWarning
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +38,17 @@ STALL_SECONDS = 600.0
 
 @dataclass(frozen=True)
 class Task:
-    """Read (or, with ``reader`` None, only hash) one evidence file."""
+    """Read (or, with ``reader`` None, only hash) one evidence file, or one part of it."""
 
     evidence_id: int
     evidence: EvidenceFile
     reader: str | None
+    part: Part | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes this task reads."""
+        return self.part.end - self.part.start if self.part else self.evidence.size
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class FileResult:
 class IngestSink(Protocol):
     """Receives everything the readers produce, in the parent process."""
 
-    def batch(self, evidence_id: int, batch: pa.RecordBatch) -> None: ...
+    def batch(self, evidence_id: int, batch: PartitionBatch) -> None: ...
 
     def warning(self, evidence_id: int, warning: ReadWarning) -> None: ...
 
@@ -71,23 +77,29 @@ def sha256_of(evidence: EvidenceFile, limits: ArchiveLimits) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def _decode(message: tuple) -> PartitionBatch:
+    """A ('batch', channel, event id, Arrow IPC bytes) message as a partition batch."""
+    _, channel, event_id, data = message
+    return PartitionBatch(channel, event_id, pa.ipc.open_stream(data).read_next_batch())
+
+
 def read_one(task: Task, send: Callable[[tuple], None], scratch: Path, limits: ArchiveLimits) -> None:
     """Hash and read one file, sending ('batch'|'warn'|'done', ...) messages through ``send``."""
     from varde.sources import reader_named
 
-    def sink(item: pa.RecordBatch | ReadWarning) -> None:
+    def sink(item: PartitionBatch | ReadWarning) -> None:
         if isinstance(item, ReadWarning):
             send(("warn", item.locator, item.message, item.skipped))
         else:
-            sink_buffer = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink_buffer, item.schema) as writer:
-                writer.write_batch(item)
-            send(("batch", sink_buffer.getvalue().to_pybytes()))
+            buffer = pa.BufferOutputStream()
+            with pa.ipc.new_stream(buffer, item.batch.schema) as writer:
+                writer.write_batch(item.batch)
+            send(("batch", item.channel, item.event_id, buffer.getvalue().to_pybytes()))
 
-    ctx = ReadContext(task.evidence_id, sink, scratch, limits)
+    ctx = ReadContext(task.evidence_id, sink, scratch, limits, part=task.part)
     complete = True
-    try:
-        digest = sha256_of(task.evidence, limits)
+    try:  # a file read in parts is hashed once, by the worker of its first part
+        digest = sha256_of(task.evidence, limits) if task.part is None or task.part.start == 0 else None
     except Exception as exc:  # unreadable input is reported, never fatal
         send(("warn", None, f"cannot be read: {exc}", 0))
         send(("done", None, 0, 0, False))
@@ -148,7 +160,7 @@ class WorkerPool:
 
     def run(self, tasks: list[Task], sink: IngestSink, progress: Callable[[Task], None] | None = None) -> None:
         """Read every task; returns when all are done, failed or timed out."""
-        queue = deque(sorted(tasks, key=lambda t: -t.evidence.size))  # big files first: even load
+        queue = deque(sorted(tasks, key=lambda t: -t.size))  # big ones first: even load
         self._workers = [self._start() for _ in range(min(self._size, len(queue)))]
         try:
             while queue or any(w.task for w in self._workers):
@@ -180,8 +192,8 @@ class WorkerPool:
             worker.last_seen = time.monotonic()
             kind = message[0]
             if kind == "batch":
-                batch = pa.ipc.open_stream(message[1]).read_next_batch()
-                worker.records += batch.num_rows
+                batch = _decode(message)
+                worker.records += batch.batch.num_rows
                 sink.batch(task.evidence_id, batch)
             elif kind == "warn":
                 sink.warning(task.evidence_id, ReadWarning(message[1], message[2], message[3]))
@@ -229,8 +241,8 @@ def read_inline(tasks: list[Task], sink: IngestSink, scratch: Path, limits: Arch
         def send(message: tuple, task: Task = task) -> None:
             nonlocal records
             if message[0] == "batch":
-                batch = pa.ipc.open_stream(message[1]).read_next_batch()
-                records += batch.num_rows
+                batch = _decode(message)
+                records += batch.batch.num_rows
                 sink.batch(task.evidence_id, batch)
             elif message[0] == "warn":
                 sink.warning(task.evidence_id, ReadWarning(message[1], message[2], message[3]))

@@ -14,10 +14,10 @@ text so that Sigma string matching sees what an analyst would see in Event Viewe
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: System values copied into the own fields (unless EventData already has that name), so
 #: that rules and analysts can use them.
@@ -49,37 +49,38 @@ def parse_time_us(value: Any) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _ONE_US
-
-
-_ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
+    return math.floor(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
 def as_text(value: Any) -> str | None:
     """The text form of a scalar JSON value (``true``/``false`` for booleans)."""
-    if value is None or isinstance(value, str):
+    kind = type(value)
+    if kind is str or value is None:
         return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
+    if kind is int or kind is float:
         return str(value)
-    if isinstance(value, dict):
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is dict:
         return as_text(value.get("#text"))
-    if isinstance(value, list):  # positional <Data> values: one text, as the rendered message reads
+    if kind is list:  # positional <Data> values: one text, as the rendered message reads
         return " ".join(t for t in (as_text(v) for v in value) if t is not None)
     return str(value)
 
 
 def as_int(value: Any) -> int | None:
     """An integer from ``5``, ``"5"`` or the crate's ``{"#text": "5", "#attributes": ...}``."""
+    if type(value) is int:
+        return value
     if isinstance(value, dict):
         value = value.get("#text")
-    if isinstance(value, bool):
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
+    text = str(value).strip()
     try:
-        return int(str(value).strip(), 0) if value is not None else None
+        return int(text, 16) if text[:2].lower() == "0x" else int(text)
     except ValueError:
         return None
 
@@ -90,18 +91,25 @@ def flatten_data(node: Any, out: dict[str, str | None]) -> None:
     Named ``<Data Name="X">`` values arrive as keys. Unnamed, positional ``<Data>`` values
     (classic providers such as MSExchange CmdletLogs) arrive as one ``Data`` list and are kept
     as one space-joined ``Data`` text, which is what keyword rules search. UserData wraps its
-    values in one provider-specific element, which is stepped into.
+    values in one provider-specific element, which is stepped into. (This runs for every event:
+    plain strings, the common case, take the shortest path.)
     """
-    if not isinstance(node, dict):
+    if type(node) is not dict:
         text = as_text(node)
         if text is not None:
             out.setdefault("Data", text)
         return
     for name, value in node.items():
-        if name == "#attributes":
-            continue
-        if isinstance(value, dict) and "#text" not in value:
-            flatten_data(value, out)
+        kind = type(value)
+        if kind is str or value is None:
+            out[name if name != "#text" else "Data"] = value
+        elif kind is dict:
+            if name == "#attributes":
+                continue
+            if "#text" in value:
+                out[name] = as_text(value)
+            else:
+                flatten_data(value, out)
         else:
             out[name if name != "#text" else "Data"] = as_text(value)
 
@@ -118,8 +126,9 @@ def from_evtx_layout(event: dict[str, Any]) -> WinEvent:
         if key in event:
             flatten_data(event[key], fields)
     for name in _SYSTEM_EXTRAS:
-        if name in system and name not in fields:
-            fields[name] = as_text(system[name])
+        value = system.get(name)
+        if value is not None and name not in fields:
+            fields[name] = value if type(value) is str else as_text(value)
     security = system.get("Security")
     if isinstance(security, dict) and "UserID" not in fields:
         user = (security.get("#attributes") or {}).get("UserID")

@@ -1,12 +1,13 @@
 """Run compiled Sigma rules over the case store.
 
-The events are split into groups by (channel, event id). A rule runs only on the groups its log
-source covers, further narrowed by the event ids its own condition requires (most Security and
-System rules name ``EventID``). For each group the engine builds one temporary table with just
-the fields its rules read, extracted from the JSON once and lower-cased once, then evaluates the
-rules many at a time (one ``UNION ALL`` query per chunk). Rule count, not event count, sets the
-number of queries, so throughput grows with the input; memory is one group's needed columns,
-which DuckDB spills to the case's temp folder when it must.
+The store keeps events partitioned by (channel, event id), each partition a table with its own
+fields as columns. A rule runs only on the partitions ("groups") its log source covers, further
+narrowed by the event ids its own condition requires (most Security and System rules name
+``EventID``). For each group the engine builds one temporary table with just the columns its
+rules read, lower-cased once, then evaluates the rules many at a time (one ``UNION ALL`` query per
+chunk). Rule count, not event count, sets the number of queries, so throughput grows with the
+input; memory is one group's needed columns, which DuckDB spills to the case's temp folder when
+it must.
 
 A chunk that fails is retried rule by rule, so one rule that breaks at run time (a regex that
 blows up on some value) is reported and the others still run.
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 import duckdb
 from varde.detect.sigma.compile import TEXT_FIELD, Column, Predicate
 from varde.detect.sigma.rules import CompiledRule, RuleProblem, RuleSet
-from varde.events.store import EventStore, sql_literal
+from varde.events.store import EventStore, quote, sql_literal
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ COMMON_FIELDS = {
     "Computer": "host",
     "EventRecordID": "CAST(record_id AS VARCHAR)",
 }
-_TEXT_EXPR = """array_to_string(map_values(json_transform(fields, '"MAP(VARCHAR, VARCHAR)"')), chr(10))"""
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class Group:
     event_id: int | None
     events: int
     windows: bool
+    table: str
+    columns: tuple[tuple[str, str], ...]  # own field name -> column name
 
 
 @dataclass
@@ -82,31 +84,27 @@ def runnable_rules(rulesets: Iterable[RuleSet]) -> tuple[list[tuple[str, Compile
 
 
 def list_groups(store: EventStore) -> list[Group]:
-    """The (channel, event id) groups in the store, largest first."""
-    rows = store.query(
-        "SELECT channel, event_id, count(*), bool_or(provider IS NOT NULL) FROM events "
-        "GROUP BY channel, event_id ORDER BY 3 DESC, 1, 2"
-    )
-    return [Group(ch, eid, int(n), bool(win)) for ch, eid, n, win in rows]
+    """The (channel, event id) partitions in the store, largest first."""
+    groups = []
+    for (channel, event_id), partition in store.partitions.items():
+        events, windows = store.con.execute(
+            f"SELECT count(*), bool_or(provider IS NOT NULL) FROM {quote(partition.table)}"
+        ).fetchone()
+        columns = tuple(sorted(partition.columns.items()))
+        groups.append(Group(channel, event_id, int(events), bool(windows), partition.table, columns))
+    return sorted(groups, key=lambda g: (-g.events, g.channel or "", g.event_id or 0))
 
 
-def column_expression(column: Column, index: int | None) -> str:
-    """SQL producing ``column`` from an events row (``v`` holds the extracted own fields)."""
+def column_expression(column: Column, group: Group, resolve: Callable[[str], str | None]) -> str:
+    """SQL producing ``column`` from a row of the group's partition table."""
     if column.field == TEXT_FIELD:
-        raw = _TEXT_EXPR
+        raw = "concat_ws(chr(10), " + ", ".join(quote(c) for _, c in group.columns) + ")" if group.columns else "''"
     elif column.field in COMMON_FIELDS:
         raw = COMMON_FIELDS[column.field]
-    elif index is None:
-        raw = "NULL::VARCHAR"
     else:
-        raw = f"v[{index + 1}]"
+        name = resolve(column.field)
+        raw = quote(dict(group.columns)[name]) if name is not None else "NULL::VARCHAR"
     return f"{raw if column.cased else f'lower({raw})'} AS {column.ident}"
-
-
-def _json_path(name: str) -> str | None:
-    if re.search(r'["\\]', name):
-        return None
-    return '$."' + name + '"'
 
 
 class SigmaEngine:
@@ -143,7 +141,6 @@ class SigmaEngine:
 
     def run(self, on_group: Callable[[Group, int], None] | None = None) -> EngineResult:
         """Run every rule on every group it applies to."""
-        names = field_names(self.store)
         work = [(g, self.plan(g)) for g in list_groups(self.store)]
         work.sort(key=lambda item: -len(item[1]) * (1 + item[0].events // 10_000))  # biggest first
         cursors: list[duckdb.DuckDBPyConnection] = []
@@ -154,7 +151,7 @@ class SigmaEngine:
                 con = self._local.con = self.store.con.cursor()
                 cursors.append(con)
             if plan:
-                self._run_group(con, group, plan, names.get((group.channel, group.event_id), []))
+                self._run_group(con, group, plan)
             if on_group:
                 on_group(group, len(plan))
 
@@ -170,23 +167,11 @@ class SigmaEngine:
         self.result.matches = {uid: int(n) for uid, n in counts}
         return self.result
 
-    def _run_group(
-        self, con: duckdb.DuckDBPyConnection, group: Group, plan: list[tuple[str, Predicate]], names: list[str]
-    ) -> None:
+    def _run_group(self, con: duckdb.DuckDBPyConnection, group: Group, plan: list[tuple[str, Predicate]]) -> None:
         columns = sorted({c for _, p in plan for c in p.columns})
-        own = sorted({c.field for c in columns if c.field not in COMMON_FIELDS and c.field != TEXT_FIELD})
-        resolve = field_resolver(names)
-        paths = {name: _json_path(resolve(name)) for name in own}
-        usable = [name for name in own if paths[name]]
-        index = {name: i for i, name in enumerate(usable)}
-        extract = f"json_extract_string(fields, [{', '.join(sql_literal(paths[n]) for n in usable)}])"  # type: ignore[arg-type]
-        select = ", ".join(["key"] + [column_expression(c, index.get(c.field)) for c in columns])
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE sigma_group AS SELECT {select} FROM "
-            f"(SELECT *{', ' + extract + ' AS v' if usable else ''} FROM events "
-            "WHERE channel IS NOT DISTINCT FROM ? AND event_id IS NOT DISTINCT FROM ?)",
-            [group.channel, group.event_id],
-        )
+        resolve = field_resolver([name for name, _ in group.columns])
+        select = ", ".join(["key"] + [column_expression(c, group, resolve) for c in columns])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE sigma_group AS SELECT {select} FROM {quote(group.table)}")
         try:
             for start in range(0, len(plan), CHUNK_RULES):
                 self._run_chunk(con, plan[start : start + CHUNK_RULES])
@@ -217,27 +202,17 @@ def _insert(con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]]) 
     con.execute("INSERT INTO sigma_matches " + " UNION ALL ".join(selects))
 
 
-def field_names(store: EventStore) -> dict[tuple[str | None, int | None], list[str]]:
-    """Own-field names seen per (channel, event id)."""
-    out: dict[tuple[str | None, int | None], list[str]] = {}
-    for channel, event_id, name in store.query(
-        "SELECT DISTINCT channel, event_id, name FROM field_names ORDER BY 1, 2, 3"
-    ):
-        out.setdefault((channel, event_id), []).append(name)
-    return out
-
-
-def field_resolver(names: list[str]) -> Callable[[str], str]:
-    """Map a rule's field name to the name a group's events use.
+def field_resolver(names: list[str]) -> Callable[[str], str | None]:
+    """Map a rule's field name to the name a group's events use (None: they have no such field).
 
     Exact names win; otherwise a name that differs only by spaces or letter case is used
     (Defender logs ``Threat Name`` where Sigma rules say ``ThreatName``).
     """
     exact = set(names)
     loose: dict[str, str] = {}
-    for name in names:
+    for name in sorted(names):
         loose.setdefault(name.replace(" ", "").lower(), name)
-    return lambda field: field if field in exact else loose.get(field.replace(" ", "").lower(), field)
+    return lambda field: field if field in exact else loose.get(field.replace(" ", "").lower())
 
 
 def register_python_functions(con: duckdb.DuckDBPyConnection) -> None:
