@@ -27,7 +27,7 @@ from varde.detect.sigma.logsource import Target
 logger = logging.getLogger(__name__)
 
 #: Bump when the compiled form or its meaning changes.
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 
 
 def default_cache_dir() -> Path | None:
@@ -93,7 +93,8 @@ def encode_rule(rule: Any) -> dict[str, Any]:
     return {
         "info": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(rule.info).items()},
         "predicates": [
-            [encode_target(t), p.sql, sorted([c.field, c.cased] for c in p.columns), p.python_udf]
+            [encode_target(t), p.sql, sorted([c.field, c.cased] for c in p.columns), p.python_udf,
+             sorted(p.required)]
             for t, p in rule.predicates
         ],
         "event_ids": sorted(rule.event_ids) if rule.event_ids is not None else None,
@@ -106,8 +107,8 @@ def decode_rule(data: dict[str, Any]) -> Any:
 
     info = {k: tuple(v) if isinstance(v, list) else v for k, v in data["info"].items()}
     predicates = tuple(
-        (decode_target(t), Predicate(sql, frozenset(Column(f, c) for f, c in cols), regex))
-        for t, sql, cols, regex in data["predicates"]
+        (decode_target(t), Predicate(sql, frozenset(Column(f, c) for f, c in cols), udf, frozenset(required)))
+        for t, sql, cols, udf, required in data["predicates"]
     )
     ids = data["event_ids"]
     return CompiledRule(RuleInfo(**info), predicates, frozenset(ids) if ids is not None else None)

@@ -96,6 +96,9 @@ class Predicate:
     sql: str
     columns: frozenset[Column]
     python_udf: bool = False  # uses varde_regex / varde_cidr (Python functions the engine registers)
+    #: Fields the events must have for the predicate to be true: a group of events without one
+    #: of them cannot match, and the rule is not run there (planning is what costs).
+    required: frozenset[str] = frozenset()
 
 
 def quote_ident(name: str) -> str:
@@ -113,15 +116,38 @@ def literal(text: str) -> str:
 def compile_rule(rule: SigmaRule, target: Target) -> Predicate:
     """The predicate selecting the events of ``target`` that ``rule`` matches."""
     builder = _Builder(target)
-    parts = []
-    for condition in rule.detection.parsed_condition:
-        parts.append(builder.node(condition.parsed))
+    trees = [condition.parsed for condition in rule.detection.parsed_condition]
+    parts = [builder.node(tree) for tree in trees]
     sql = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+    required = frozenset.intersection(*(required_fields(tree) for tree in trees))
     for name, values in target.conditions:
         column = builder.column(name, cased=False)
         options = ", ".join(literal(v.lower()) for v in values)
         sql = f"({column} IN ({options}) AND {sql})"
-    return Predicate(sql, frozenset(builder.columns), builder.python_udf)
+        required |= {name}
+    mapped = frozenset(target.field_name(f) for f in required)
+    return Predicate(sql, frozenset(builder.columns), builder.python_udf, mapped)
+
+
+def required_fields(node: object) -> frozenset[str]:
+    """Fields that must be present for the condition tree to be true.
+
+    A value test needs its field (an absent field matches no value), except tests for
+    absence (``null``, ``exists: false``); a conjunction needs what any part needs, a
+    disjunction what every alternative needs, a negation nothing.
+    """
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        value = node.value
+        if isinstance(value, SigmaNull) or (isinstance(value, SigmaExists) and not value.exists):
+            return frozenset()
+        if isinstance(value, SigmaFieldReference):
+            return frozenset({node.field, value.field})
+        return frozenset({node.field})
+    if isinstance(node, ConditionAND):
+        return frozenset().union(*(required_fields(a) for a in node.args))
+    if isinstance(node, ConditionOR):
+        return frozenset.intersection(*(required_fields(a) for a in node.args)) if node.args else frozenset()
+    return frozenset()
 
 
 class _Builder:

@@ -129,13 +129,21 @@ class SigmaEngine:
             register_python_functions(store.con)
 
     def plan(self, group: Group) -> list[tuple[str, Predicate]]:
-        """(rule uid, predicate) pairs that apply to ``group``."""
+        """(rule uid, predicate) pairs that can match events of ``group``.
+
+        A rule is left out when its log source does not cover the group, when its condition
+        needs other event ids, or when it needs a field these events do not have.
+        """
+        resolve = field_resolver([name for name, _ in group.columns])
+        present: dict[str, bool] = {}
         out = []
         for rule in self.rules:
             if rule.event_ids is not None and group.event_id not in rule.event_ids:
                 continue
             for target, predicate in rule.predicates:
-                if target.covers(group.channel, group.event_id, group.windows):
+                if not target.covers(group.channel, group.event_id, group.windows):
+                    continue
+                if all(_has(f, resolve, present) for f in predicate.required):
                     out.append((rule.uid, predicate))
         return out
 
@@ -200,6 +208,13 @@ def _insert(con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]]) 
         return
     selects = [f"SELECT {sql_literal(uid)} AS rule_uid, key FROM sigma_group WHERE {p.sql}" for uid, p in chunk]
     con.execute("INSERT INTO sigma_matches " + " UNION ALL ".join(selects))
+
+
+def _has(field: str, resolve: Callable[[str], str | None], cache: dict[str, bool]) -> bool:
+    found = cache.get(field)
+    if found is None:
+        found = cache[field] = field in COMMON_FIELDS or resolve(field) is not None
+    return found
 
 
 def field_resolver(names: list[str]) -> Callable[[str], str | None]:
