@@ -7,13 +7,11 @@ All fixtures are built in ``tmp_path`` at test time.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import stat
 import struct
 import uuid
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,38 +22,13 @@ from varde.events.store import EventStore
 from varde.ingest import ingest, plan
 from varde.pipeline import HuntOptions, hunt
 from varde.sources.base import ArchiveLimits
+from builders import jsonl, zip_bytes
+from builders import sysmon_event as event
 from varde.sources.discover import discover
 
 EVTX_GARBAGE = b"ElfFile\x00" + bytes(4088) + b"ElfChnk\x00" + b"\xab" * 70_000
 
 
-def event(n: int, **system: object) -> dict:
-    return {
-        "Event": {
-            "System": {
-                "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}},
-                "EventID": 1,
-                "EventRecordID": n,
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "Computer": "EXCH01",
-                "TimeCreated": {"#attributes": {"SystemTime": "2021-03-03T02:10:11.000Z"}},
-                **system,
-            },
-            "EventData": {"CommandLine": f"cmd /c echo {n}"},
-        }
-    }
-
-
-def jsonl(count: int, start: int = 0) -> bytes:
-    return b"".join(json.dumps(event(n)).encode() + b"\n" for n in range(start, start + count))
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def read(paths: list[Path], case: Path, limits: ArchiveLimits | None = None, workers: int = 0) -> dict:

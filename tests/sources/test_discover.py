@@ -7,8 +7,6 @@ for discovery, which only sniffs the first bytes.
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import os
 import zipfile
 from pathlib import Path
@@ -18,38 +16,13 @@ import pytest
 from varde.events.store import EventStore
 from varde.ingest import ingest, plan
 from varde.sources.base import ArchiveLimits
+from builders import jsonl, zip_bytes
 from varde.sources.discover import Found, discover
 
 EVTX_HEAD = b"ElfFile\x00" + bytes(4088)
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
 
 
-def event(n: int) -> dict:
-    return {
-        "Event": {
-            "System": {
-                "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}},
-                "EventID": 1,
-                "EventRecordID": n,
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "Computer": "EXCH01",
-                "TimeCreated": {"#attributes": {"SystemTime": "2021-03-03T02:10:11.000Z"}},
-            },
-            "EventData": {"CommandLine": f"cmd /c echo {n}"},
-        }
-    }
-
-
-def jsonl(count: int, start: int = 0) -> bytes:
-    return b"".join(json.dumps(event(n)).encode() + b"\n" for n in range(start, start + count))
-
-
-def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", method) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def found(paths: list[Path], limits: ArchiveLimits | None = None) -> list[Found]:
