@@ -7,7 +7,10 @@ in worker processes (:mod:`varde.sources.ingest`), and everything they send is s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import queue
+import struct
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,48 +36,110 @@ class IngestSummary:
     warnings: int
 
 
-#: Events held in the parent before they are written: partition batches from the readers are
-#: small (a batch of events spreads over many partitions), and DuckDB appends far faster in a few
-#: large inserts than in many small ones.
-BUFFER_EVENTS = 131_072
-
 BUFFER_WARNINGS = 10_000
 
 #: Line-oriented files larger than this are read in parts of about this size, in parallel.
 PART_BYTES = 64 << 20
 
+#: Events of one channel spooled before they are loaded in one insert (and the most a load
+#: holds in memory).
+LOAD_ROWS = 65_536
+
+
+class Spool:
+    """Partition batches on disk, loaded into the store by a thread while reading goes on.
+
+    A batch of events spreads over many channels, so stored as it comes it would cost one small
+    insert per channel per batch, and DuckDB pays a fixed price per statement; and while the
+    parent inserted, the workers would wait. So the parent only appends each batch's bytes to
+    its channel's spool file; when a file holds LOAD_ROWS events it is handed to the loader
+    thread, which inserts it in one statement on its own connection while the parent goes on
+    draining the workers. Memory: one load at a time.
+    """
+
+    def __init__(self, folder: Path, store: EventStore) -> None:
+        self.folder = folder
+        self.store = store
+        self._files: dict[str | None, tuple[Path, int]] = {}  # channel -> (file, events in it)
+        self._made = 0
+        self._jobs: queue.Queue[tuple[str | None, Path] | None] = queue.Queue()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._load_all, name="spool-loader", daemon=True)
+        self._thread.start()
+
+    def add(self, batch: PartitionBatch) -> None:
+        path, rows = self._files.get(batch.channel) or (None, 0)
+        if path is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._made += 1
+            path = self.folder / f"spool-{self._made}.arrows"
+        with open(path, "ab") as out:
+            out.write(struct.pack("<Q", len(batch.data)))
+            out.write(batch.data)
+        rows += batch.rows
+        if rows >= LOAD_ROWS:
+            self._jobs.put((batch.channel, path))
+            self._files.pop(batch.channel, None)
+        else:
+            self._files[batch.channel] = (path, rows)
+
+    def finish(self) -> None:
+        """Load what is left, wait for the loader, and raise what it met."""
+        for channel, (path, _) in sorted(self._files.items(), key=lambda kv: kv[1][0].name):
+            self._jobs.put((channel, path))
+        self._files.clear()
+        self._jobs.put(None)
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+
+    def _load_all(self) -> None:
+        con = self.store.con.cursor()
+        try:
+            while (job := self._jobs.get()) is not None:
+                if self._failure is None:
+                    channel, path = job
+                    tables = list(_frames(path))
+                    self.store.append(channel, pa.concat_tables(tables, promote_options="default"), con)
+                    path.unlink()
+        except BaseException as exc:  # reported by finish(), in the parent's thread
+            self._failure = exc
+            while self._jobs.get() is not None:
+                pass
+        finally:
+            con.close()
+
+
+def _frames(path: Path) -> Iterator[pa.Table]:
+    """The length-prefixed Arrow IPC streams of a spool file, one table each."""
+    with open(path, "rb") as handle:
+        while header := handle.read(8):
+            (size,) = struct.unpack("<Q", header)
+            yield pa.ipc.open_stream(handle.read(size)).read_all()
+
 
 class _StoreSink:
-    """Writes readers' output to the store and keeps the per-file accounting."""
+    """Spools readers' events, stores their warnings, and keeps the per-file accounting."""
 
-    def __init__(self, store: EventStore, parts: dict[int, int]) -> None:
+    def __init__(self, store: EventStore, parts: dict[int, int], spool: Spool) -> None:
         self.store = store
-        self.parts = parts  # evidence id -> tasks still to finish
+        self.parts = parts  # evidence id -> tasks (file parts) it was read in
+        self.spool = spool
         self.results: dict[int, list[FileResult]] = {}
         self.events = 0
         self.skipped = 0
         self.warnings = 0
-        self._buffer: dict[tuple[str | None, int | None], list[pa.RecordBatch]] = {}
-        self._buffered = 0
         self._warnings: list[tuple[int, str | None, str, int]] = []
 
     def batch(self, evidence_id: int, batch: PartitionBatch) -> None:
-        self._buffer.setdefault((batch.channel, batch.event_id), []).append(batch.batch)
-        self._buffered += batch.batch.num_rows
-        self.events += batch.batch.num_rows
-        if self._buffered >= BUFFER_EVENTS:
-            self.flush()
+        self.spool.add(batch)
+        self.events += batch.rows
 
-    def flush(self) -> None:
-        """Write everything buffered, one insert per partition, in one transaction."""
+    def finish(self) -> None:
+        """Store the remaining warnings and load the spooled events."""
         self.store.add_warnings(self._warnings)
         self._warnings = []
-        buffer, self._buffer, self._buffered = self._buffer, {}, 0
-        self.store.append_many(
-            (channel, event_id, pa.concat_tables([pa.Table.from_batches([b]) for b in batches],
-                                                 promote_options="default"))
-            for (channel, event_id), batches in sorted(buffer.items(), key=lambda kv: str(kv[0]))
-        )
+        self.spool.finish()
 
     def warning(self, evidence_id: int, warning: ReadWarning) -> None:
         self._warnings.append((evidence_id, warning.locator, warning.message, warning.skipped))
@@ -128,12 +193,12 @@ def ingest(
     parts: dict[int, int] = {}
     for task in tasks:
         parts[task.evidence_id] = parts.get(task.evidence_id, 0) + 1
-    sink = _StoreSink(store, parts)
+    sink = _StoreSink(store, parts, Spool(scratch / "spool", store))
     if workers > 0:
         WorkerPool(scratch, limits, workers).run(tasks, sink, progress)
     else:
         read_inline(tasks, sink, scratch, limits, progress)
-    sink.flush()
+    sink.finish()
     store.refresh_view()
     return IngestSummary(
         files=len(parts),

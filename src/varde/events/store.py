@@ -2,8 +2,8 @@
 
 Tables (documented for users in ``docs/schema.md``):
 
-* ``partitions``: one row per (channel, event id) seen, naming its table ``events_pN``;
-* ``events_pN``: the events of one partition: the common columns of
+* ``partitions``: one row per channel seen, naming its table ``events_pN``;
+* ``events_pN``: the events of one channel: the common columns of
   :data:`~varde.events.schema.COMMON_SCHEMA` and one VARCHAR column per own field;
 * ``partition_fields``: which own field is which column of which partition;
 * ``events`` (a view): every partition in the uniform schema, own fields as a JSON object;
@@ -18,7 +18,7 @@ bounded whatever the input size; nothing is ever written next to the evidence.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS partitions (
-    id INTEGER PRIMARY KEY, channel VARCHAR, event_id INTEGER, table_name VARCHAR NOT NULL
+    id INTEGER PRIMARY KEY, channel VARCHAR, table_name VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS partition_fields (partition INTEGER, name VARCHAR NOT NULL, column_name VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS evidence (
@@ -74,11 +74,10 @@ def sql_literal(text: str) -> str:
 
 @dataclass
 class Partition:
-    """One (channel, event id) partition: its table and the column of each own field."""
+    """One channel's partition: its table and the column of each own field."""
 
     id: int
     channel: str | None
-    event_id: int | None
     table: str
     columns: dict[str, str] = field(default_factory=dict)  # own field name -> column name
 
@@ -107,7 +106,7 @@ class EventStore:
             self.con.execute(_TABLES)
         except (duckdb.Error, OSError) as exc:
             raise CaseError(f"cannot open the case store {path}: {exc}") from exc
-        self.partitions: dict[tuple[str | None, int | None], Partition] = {}
+        self.partitions: dict[str | None, Partition] = {}
         self._load_partitions()
         self._view_stale = True
 
@@ -123,8 +122,8 @@ class EventStore:
         self.con.close()
 
     def _load_partitions(self) -> None:
-        for pid, channel, event_id, table in self.query("SELECT id, channel, event_id, table_name FROM partitions"):
-            self.partitions[(channel, event_id)] = Partition(pid, channel, event_id, table)
+        for pid, channel, table in self.query("SELECT id, channel, table_name FROM partitions"):
+            self.partitions[channel] = Partition(pid, channel, table)
         for pid, name, column in self.query("SELECT partition, name, column_name FROM partition_fields"):
             next(p for p in self.partitions.values() if p.id == pid).columns[name] = column
 
@@ -138,58 +137,55 @@ class EventStore:
             self.con.execute(f"DELETE FROM {table}")
         self._view_stale = True
 
-    def _partition(self, channel: str | None, event_id: int | None, names: Sequence[str]) -> Partition:
-        """The partition's table, created with columns for ``names`` (one statement: DuckDB
+    def _partition(self, con: duckdb.DuckDBPyConnection, channel: str | None, names: Sequence[str]) -> Partition:
+        """The channel's table, created with columns for ``names`` (one statement: DuckDB
         adds columns to an existing table far more slowly)."""
-        partition = self.partitions.get((channel, event_id))
+        partition = self.partitions.get(channel)
         if partition is None:
             pid = len(self.partitions) + 1
-            partition = Partition(pid, channel, event_id, f"events_p{pid}")
+            partition = Partition(pid, channel, f"events_p{pid}")
             for name in names:
                 partition.columns[name] = partition.column_for(name)
             own = "".join(f", {quote(c)} VARCHAR" for c in partition.columns.values())
-            self.con.execute(f"CREATE TABLE {quote(partition.table)} ({_COMMON_DDL}{own})")
-            self.con.execute("INSERT INTO partitions VALUES (?, ?, ?, ?)", [pid, channel, event_id, partition.table])
-            self._add_fields(pid, list(partition.columns.items()))
-            self.partitions[(channel, event_id)] = partition
+            con.execute(f"CREATE TABLE {quote(partition.table)} ({_COMMON_DDL}{own})")
+            con.execute("INSERT INTO partitions VALUES (?, ?, ?)", [pid, channel, partition.table])
+            self._add_fields(con, pid, list(partition.columns.items()))
+            self.partitions[channel] = partition
             self._view_stale = True
         return partition
 
-    def append_many(self, items: Iterable[tuple[str | None, int | None, pa.Table]]) -> None:
-        """Append several partitions' events in one transaction."""
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            for channel, event_id, table in items:
-                self.append(channel, event_id, table)
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
+    def append(
+        self, channel: str | None, batch: pa.RecordBatch | pa.Table, con: duckdb.DuckDBPyConnection | None = None
+    ) -> None:
+        """Append events of one channel: the common columns, then one column per own field.
 
-    def append(self, channel: str | None, event_id: int | None, batch: pa.RecordBatch | pa.Table) -> None:
-        """Append events of one partition: the common columns, then one column per own field."""
+        ``con`` is the connection to write with (a cursor of this store), for a loader thread;
+        only one thread may append at a time.
+        """
+        con = con or self.con
         names = batch.schema.names[len(COMMON_COLUMNS):]
-        partition = self._partition(channel, event_id, names)
+        partition = self._partition(con, channel, names)
         added = []
         for name in names:
             if name not in partition.columns:
                 column = partition.column_for(name)
-                self.con.execute(f"ALTER TABLE {quote(partition.table)} ADD COLUMN {quote(column)} VARCHAR")
+                con.execute(f"ALTER TABLE {quote(partition.table)} ADD COLUMN {quote(column)} VARCHAR")
                 partition.columns[name] = column
                 added.append((name, column))
                 self._view_stale = True
-        self._add_fields(partition.id, added)
+        self._add_fields(con, partition.id, added)
         renamed = batch.rename_columns([*COMMON_COLUMNS, *(partition.columns[n] for n in names)])
-        self.con.register("_batch", renamed)
+        con.register("_batch", renamed)
         try:
-            self.con.execute(f"INSERT INTO {quote(partition.table)} BY NAME SELECT * FROM _batch")
+            con.execute(f"INSERT INTO {quote(partition.table)} BY NAME SELECT * FROM _batch")
         finally:
-            self.con.unregister("_batch")
+            con.unregister("_batch")
 
-    def _add_fields(self, pid: int, pairs: list[tuple[str, str]]) -> None:
+    @staticmethod
+    def _add_fields(con: duckdb.DuckDBPyConnection, pid: int, pairs: list[tuple[str, str]]) -> None:
         if pairs:  # one statement: DuckDB's executemany runs one insert per row
             values = ", ".join(f"({pid}, {sql_literal(n)}, {sql_literal(c)})" for n, c in pairs)
-            self.con.execute(f"INSERT INTO partition_fields VALUES {values}")
+            con.execute(f"INSERT INTO partition_fields VALUES {values}")
 
     def refresh_view(self) -> None:
         """(Re)create the ``events`` view over every partition."""
@@ -248,8 +244,8 @@ class EventStore:
         """Number of events in the store."""
         return sum(self.partition_sizes().values())
 
-    def partition_sizes(self) -> dict[tuple[str | None, int | None], int]:
-        """Events per partition."""
+    def partition_sizes(self) -> dict[str | None, int]:
+        """Events per partition (channel)."""
         sizes = {}
         for key, partition in self.partitions.items():
             sizes[key] = int(self.con.execute(f"SELECT count(*) FROM {quote(partition.table)}").fetchone()[0])

@@ -118,38 +118,47 @@ class Reader(Protocol):
 
 @dataclass(frozen=True)
 class PartitionBatch:
-    """Events of one (channel, event id): common columns, then one string column per own field."""
+    """Events of one channel as an Arrow IPC stream: common columns, then one string column per
+    own field. Kept encoded: the parent only spools it to disk (see ingest.Spool)."""
 
     channel: str | None
-    event_id: int | None
-    batch: pa.RecordBatch
+    rows: int
+    data: bytes
+
+    @classmethod
+    def encode(cls, channel: str | None, batch: pa.RecordBatch) -> PartitionBatch:
+        buffer = pa.BufferOutputStream()
+        with pa.ipc.new_stream(buffer, batch.schema) as writer:
+            writer.write_batch(batch)
+        return cls(channel, batch.num_rows, buffer.getvalue().to_pybytes())
+
+    def decode(self) -> pa.Table:
+        return pa.ipc.open_stream(self.data).read_all()
 
 
 class _Partition:
-    """Column lists of one partition's events; an event without some field gets a null there."""
+    """Rows of one partition's events; an event without some field gets a null there."""
 
     def __init__(self) -> None:
-        self.common: list[list[object]] = [[] for _ in COMMON_SCHEMA]
+        self.common: list[tuple[object, ...]] = []
         self.fields: dict[str, list[str | None]] = {}
-        self.rows = 0
 
     def add(self, common: tuple[object, ...], fields: dict[str, str | None]) -> None:
-        for column, value in zip(self.common, common, strict=True):
-            column.append(value)
-        rows = self.rows
+        rows = len(self.common)
+        self.common.append(common)
+        columns = self.fields
         for name, value in fields.items():
-            column = self.fields.get(name)
+            column = columns.get(name)
             if column is None:
-                column = self.fields[name] = [None] * rows
+                column = columns[name] = [None] * rows
             column.append(value)
-        self.rows = rows + 1
-        if len(fields) != len(self.fields):  # this event lacks some fields: pad them
-            for column in self.fields.values():
+        if len(fields) != len(columns):  # this event lacks some fields: pad them
+            for column in columns.values():
                 if len(column) == rows:
                     column.append(None)
 
     def batch(self) -> pa.RecordBatch:
-        arrays = [pa.array(values, type=f.type) for values, f in zip(self.common, COMMON_SCHEMA, strict=True)]
+        arrays = [pa.array(values, type=f.type) for values, f in zip(zip(*self.common), COMMON_SCHEMA, strict=True)]
         names = list(COMMON_SCHEMA.names)
         for name in sorted(self.fields):
             arrays.append(pa.array(self.fields[name], type=pa.string()))
@@ -182,7 +191,7 @@ class ReadContext:
         self._sink = sink
         self._batch_events = batch_events
         self._pending = 0
-        self._partitions: dict[tuple[str | None, int | None], _Partition] = {}
+        self._partitions: dict[str | None, _Partition] = {}
 
     def event(
         self,
@@ -207,9 +216,9 @@ class ReadContext:
             event_id = None
         if record_id is not None and not _INT64[0] <= record_id <= _INT64[1]:
             record_id = None
-        partition = self._partitions.get((channel, event_id))
+        partition = self._partitions.get(channel)
         if partition is None:
-            partition = self._partitions[(channel, event_id)] = _Partition()
+            partition = self._partitions[channel] = _Partition()
         key = event_key(self.evidence_id, self.records if position is None else position)
         partition.add((key, self.evidence_id, locator, ts_us, host, channel, provider, event_id, record_id), fields)
         self.records += 1
@@ -225,5 +234,5 @@ class ReadContext:
     def flush(self) -> None:
         """Hand on the events collected so far, one batch per partition."""
         partitions, self._partitions, self._pending = self._partitions, {}, 0
-        for (channel, event_id), partition in partitions.items():
-            self._sink(PartitionBatch(channel, event_id, partition.batch()))
+        for channel, partition in partitions.items():
+            self._sink(PartitionBatch.encode(channel, partition.batch()))

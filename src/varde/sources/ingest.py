@@ -24,7 +24,6 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Protocol
 
-import pyarrow as pa
 
 from varde.sources.base import ArchiveLimits, EvidenceFile, Part, PartitionBatch, ReadContext, ReadWarning
 
@@ -77,12 +76,6 @@ def sha256_of(evidence: EvidenceFile, limits: ArchiveLimits) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _decode(message: tuple) -> PartitionBatch:
-    """A ('batch', channel, event id, Arrow IPC bytes) message as a partition batch."""
-    _, channel, event_id, data = message
-    return PartitionBatch(channel, event_id, pa.ipc.open_stream(data).read_next_batch())
-
-
 def read_one(task: Task, send: Callable[[tuple], None], scratch: Path, limits: ArchiveLimits) -> None:
     """Hash and read one file, sending ('batch'|'warn'|'done', ...) messages through ``send``."""
     from varde.sources import reader_named
@@ -91,10 +84,7 @@ def read_one(task: Task, send: Callable[[tuple], None], scratch: Path, limits: A
         if isinstance(item, ReadWarning):
             send(("warn", item.locator, item.message, item.skipped))
         else:
-            buffer = pa.BufferOutputStream()
-            with pa.ipc.new_stream(buffer, item.batch.schema) as writer:
-                writer.write_batch(item.batch)
-            send(("batch", item.channel, item.event_id, buffer.getvalue().to_pybytes()))
+            send(("batch", item))
 
     ctx = ReadContext(task.evidence_id, sink, scratch, limits, part=task.part)
     complete = True
@@ -192,9 +182,8 @@ class WorkerPool:
             worker.last_seen = time.monotonic()
             kind = message[0]
             if kind == "batch":
-                batch = _decode(message)
-                worker.records += batch.batch.num_rows
-                sink.batch(task.evidence_id, batch)
+                worker.records += message[1].rows
+                sink.batch(task.evidence_id, message[1])
             elif kind == "warn":
                 sink.warning(task.evidence_id, ReadWarning(message[1], message[2], message[3]))
             else:
@@ -241,9 +230,8 @@ def read_inline(tasks: list[Task], sink: IngestSink, scratch: Path, limits: Arch
         def send(message: tuple, task: Task = task) -> None:
             nonlocal records
             if message[0] == "batch":
-                batch = _decode(message)
-                records += batch.batch.num_rows
-                sink.batch(task.evidence_id, batch)
+                records += message[1].rows
+                sink.batch(task.evidence_id, message[1])
             elif message[0] == "warn":
                 sink.warning(task.evidence_id, ReadWarning(message[1], message[2], message[3]))
             else:

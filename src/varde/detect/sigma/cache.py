@@ -27,7 +27,7 @@ from varde.detect.sigma.logsource import Target
 logger = logging.getLogger(__name__)
 
 #: Bump when the compiled form or its meaning changes.
-CACHE_FORMAT = 4
+CACHE_FORMAT = 7
 
 
 def default_cache_dir() -> Path | None:
@@ -88,13 +88,22 @@ def decode_target(data: dict[str, Any]) -> Target:
     )
 
 
+def _tuples(pre: Any) -> Any:
+    """A prefilter read back from JSON (lists) in its tuple form."""
+    if pre is None:
+        return None
+    if pre[0] == "atom":
+        return ("atom", pre[1], pre[2], list(pre[3]))
+    return (pre[0], [_tuples(p) for p in pre[1]])
+
+
 def encode_rule(rule: Any) -> dict[str, Any]:
     """A :class:`~varde.detect.sigma.rules.CompiledRule` as JSON-able data."""
     return {
         "info": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(rule.info).items()},
         "predicates": [
             [encode_target(t), p.sql, sorted([c.field, c.cased] for c in p.columns), p.python_udf,
-             sorted(p.required)]
+             sorted(p.required), p.pre]
             for t, p in rule.predicates
         ],
         "event_ids": sorted(rule.event_ids) if rule.event_ids is not None else None,
@@ -107,8 +116,9 @@ def decode_rule(data: dict[str, Any]) -> Any:
 
     info = {k: tuple(v) if isinstance(v, list) else v for k, v in data["info"].items()}
     predicates = tuple(
-        (decode_target(t), Predicate(sql, frozenset(Column(f, c) for f, c in cols), udf, frozenset(required)))
-        for t, sql, cols, udf, required in data["predicates"]
+        (decode_target(t), Predicate(sql, frozenset(Column(f, c) for f, c in cols), udf, frozenset(required),
+                                     _tuples(pre)))
+        for t, sql, cols, udf, required, pre in data["predicates"]
     )
     ids = data["event_ids"]
     return CompiledRule(RuleInfo(**info), predicates, frozenset(ids) if ids is not None else None)

@@ -99,6 +99,8 @@ class Predicate:
     #: Fields the events must have for the predicate to be true: a group of events without one
     #: of them cannot match, and the rule is not run there (planning is what costs).
     required: frozenset[str] = frozenset()
+    #: A conservative value test (see :func:`prefilter`) run before the SQL is planned.
+    pre: Any = None
 
 
 def quote_ident(name: str) -> str:
@@ -126,7 +128,58 @@ def compile_rule(rule: SigmaRule, target: Target) -> Predicate:
         sql = f"({column} IN ({options}) AND {sql})"
         required |= {name}
     mapped = frozenset(target.field_name(f) for f in required)
-    return Predicate(sql, frozenset(builder.columns), builder.python_udf, mapped)
+    pre = _simplify(("or", [prefilter(tree, target) for tree in trees]))
+    return Predicate(sql, frozenset(builder.columns), builder.python_udf, mapped, pre)
+
+
+#: A prefilter: None (may match), ("atom", field, kind, [texts]) (some value of the field matches
+#: one of the texts the way kind says), or ("and"|"or", [prefilters]).
+Prefilter = tuple | None
+
+
+def prefilter(node: object, target: Target) -> Prefilter:
+    """A conservative summary of a condition tree: false only when no event can match.
+
+    Plain case-insensitive string tests become atoms that :mod:`engine` checks against the
+    distinct values a group of events has, before any SQL is planned; everything else
+    (negations, regular expressions, numbers, keywords) counts as "may match". So a rule is
+    only ever skipped where its SQL could not have matched either.
+    """
+    if isinstance(node, ConditionAND | ConditionOR):
+        return _simplify(("and" if isinstance(node, ConditionAND) else "or", [prefilter(a, target) for a in node.args]))
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        values = node.value.values if isinstance(node.value, SigmaExpansion) else [node.value]
+        if isinstance(node.value, SigmaCIDRExpression) and node.value.network.version == 4:
+            values = [SigmaString(p) for p in node.value.expand(wildcard="*")]
+        shapes = [_value_shape(v) for v in values]
+        if not shapes or any(shape is None for shape in shapes):
+            return None
+        field = target.field_name(node.field)
+        return _simplify(("or", [("atom", field, kind, [text]) for kind, text in shapes]))  # type: ignore[misc]
+    return None  # keywords too: the text of every event differs, its distinct values are no index
+
+
+def _simplify(pre: Prefilter) -> Prefilter:
+    """Fold "may match" through and/or, and merge atoms of one field and kind under an or."""
+    if pre is None or pre[0] == "atom":
+        return pre
+    op, parts = pre
+    if op == "and":
+        kept = [p for p in parts if p is not None]
+        return None if not kept else kept[0] if len(kept) == 1 else ("and", kept)
+    if any(p is None for p in parts) or not parts:
+        return None
+    atoms: dict[tuple[str, str], list[str]] = {}
+    rest = []
+    for part in parts:
+        if part[0] == "atom":
+            atoms.setdefault((part[1], part[2]), []).extend(part[3])
+        elif part[0] == "or":
+            rest.extend(part[1])
+        else:
+            rest.append(part)
+    merged = [("atom", f, k, sorted(set(t))) for (f, k), t in sorted(atoms.items())] + rest
+    return merged[0] if len(merged) == 1 else ("or", merged)
 
 
 def required_fields(node: object) -> frozenset[str]:
@@ -308,7 +361,12 @@ def _plain_shape(node: Any) -> tuple[str, str, str] | None:
     string (kind: eq, contains, starts, ends), else None."""
     if not isinstance(node, ConditionFieldEqualsValueExpression):
         return None
-    value = node.value
+    shape = _value_shape(node.value)
+    return (node.field, *shape) if shape else None
+
+
+def _value_shape(value: Any) -> tuple[str, str] | None:
+    """(kind, lower-cased text) when ``value`` is a case-insensitive plain string match."""
     if type(value) is not SigmaString:
         return None
     parts = list(value.s)
@@ -318,7 +376,7 @@ def _plain_shape(node: Any) -> tuple[str, str, str] | None:
     if len(core) != 1 or not isinstance(core[0], str) or not core[0]:
         return None
     kind = "contains" if lead and trail else "ends" if lead else "starts" if trail else "eq"
-    return node.field, kind, core[0].lower()
+    return kind, core[0].lower()
 
 
 def merged_match(column: str, kind: str, texts: list[str]) -> str:

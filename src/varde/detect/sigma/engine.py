@@ -20,11 +20,12 @@ import logging
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import duckdb
 from varde.detect.sigma.compile import TEXT_FIELD, Column, Predicate
+from varde.detect.sigma.logsource import Target
 from varde.detect.sigma.rules import CompiledRule, RuleProblem, RuleSet
 from varde.events.store import EventStore, quote, sql_literal
 
@@ -51,8 +52,18 @@ class Group:
     event_id: int | None
     events: int
     windows: bool
-    table: str
-    columns: tuple[tuple[str, str], ...]  # own field name -> column name
+    table: str  # the channel's partition table
+    columns: tuple[tuple[str, str], ...]  # own field name -> column name, of fields these events have
+    whole: bool = False  # the whole channel, every event id (for rules that need no event id)
+
+    @property
+    def rows(self) -> str:
+        """SQL selecting the group's rows from its table."""
+        if self.whole:
+            return f"SELECT * FROM {quote(self.table)}"
+        if self.event_id is None:
+            return f"SELECT * FROM {quote(self.table)} WHERE event_id IS NULL"
+        return f"SELECT * FROM {quote(self.table)} WHERE event_id = {int(self.event_id)}"
 
 
 @dataclass
@@ -84,19 +95,27 @@ def runnable_rules(rulesets: Iterable[RuleSet]) -> tuple[list[tuple[str, Compile
 
 
 def list_groups(store: EventStore) -> list[Group]:
-    """The (channel, event id) partitions in the store, largest first."""
+    """The (channel, event id) groups of events in the store, largest first, and for each
+    channel its whole table as one group (see :meth:`SigmaEngine.plan`)."""
     groups = []
-    for (channel, event_id), partition in store.partitions.items():
-        events, windows = store.con.execute(
-            f"SELECT count(*), bool_or(provider IS NOT NULL) FROM {quote(partition.table)}"
-        ).fetchone()
-        columns = tuple(sorted(partition.columns.items()))
-        groups.append(Group(channel, event_id, int(events), bool(windows), partition.table, columns))
+    for channel, partition in store.partitions.items():
+        fields = sorted(partition.columns.items())
+        counts = "".join(f", count({quote(column)})" for _, column in fields)
+        rows = store.con.execute(
+            f"SELECT event_id, count(*), bool_or(provider IS NOT NULL){counts} FROM {quote(partition.table)} GROUP BY 1"
+        ).fetchall()
+        union: set[tuple[str, str]] = set()
+        for event_id, events, windows, *filled in rows:
+            present = tuple(pair for pair, n in zip(fields, filled, strict=True) if n)
+            union.update(present)
+            groups.append(Group(channel, event_id, int(events), bool(windows), partition.table, present))
+        total, windows = sum(int(r[1]) for r in rows), any(r[2] for r in rows)
+        groups.append(Group(channel, None, total, windows, partition.table, tuple(sorted(union)), whole=True))
     return sorted(groups, key=lambda g: (-g.events, g.channel or "", g.event_id or 0))
 
 
 def column_expression(column: Column, group: Group, resolve: Callable[[str], str | None]) -> str:
-    """SQL producing ``column`` from a row of the group's partition table."""
+    """SQL producing ``column`` (without a name) from a row of the group's partition table."""
     if column.field == TEXT_FIELD:
         raw = "concat_ws(chr(10), " + ", ".join(quote(c) for _, c in group.columns) + ")" if group.columns else "''"
     elif column.field in COMMON_FIELDS:
@@ -104,7 +123,7 @@ def column_expression(column: Column, group: Group, resolve: Callable[[str], str
     else:
         name = resolve(column.field)
         raw = quote(dict(group.columns)[name]) if name is not None else "NULL::VARCHAR"
-    return f"{raw if column.cased else f'lower({raw})'} AS {column.ident}"
+    return raw if column.cased else f"lower({raw})"
 
 
 class SigmaEngine:
@@ -119,12 +138,20 @@ class SigmaEngine:
         self.store = store
         self.rules = [rule for _, rule in rules]
         self.info = {rule.uid: rule.info for rule in self.rules}
+        self._order = {rule.uid: n for n, rule in enumerate(self.rules)}
         self.source = {rule.uid: source for source, rule in rules}
         self.threads = max(1, threads)
         self.result = EngineResult()
         self.python_udf = any(p.python_udf for r in self.rules for _, p in r.predicates)
         self._failed: set[str] = set()
         self._local = threading.local()
+        # rules by the channel their target names (None: any Windows channel), so planning a
+        # group looks only at rules that can apply to it
+        self._by_channel: dict[str | None, list[tuple[CompiledRule, Target, Predicate]]] = {}
+        for rule in self.rules:
+            for target, predicate in rule.predicates:
+                for channel in sorted(target.channels) if target.channels is not None else [None]:
+                    self._by_channel.setdefault(channel, []).append((rule, target, predicate))
         if self.python_udf:
             register_python_functions(store.con)
 
@@ -132,19 +159,23 @@ class SigmaEngine:
         """(rule uid, predicate) pairs that can match events of ``group``.
 
         A rule is left out when its log source does not cover the group, when its condition
-        needs other event ids, or when it needs a field these events do not have.
+        needs other event ids, or when it needs a field these events do not have. A rule that
+        names no event id at all runs once on its channel's whole-table group instead of once
+        per event id.
         """
         resolve = field_resolver([name for name, _ in group.columns])
         present: dict[str, bool] = {}
+        candidates = [*self._by_channel.get(group.channel, []), *self._by_channel.get(None, [])]
         out = []
-        for rule in self.rules:
+        for rule, target, predicate in sorted(candidates, key=lambda c: self._order[c[0].uid]):
+            if (rule.event_ids is None and target.event_ids is None) != group.whole:
+                continue
             if rule.event_ids is not None and group.event_id not in rule.event_ids:
                 continue
-            for target, predicate in rule.predicates:
-                if not target.covers(group.channel, group.event_id, group.windows):
-                    continue
-                if all(_has(f, resolve, present) for f in predicate.required):
-                    out.append((rule.uid, predicate))
+            if not target.covers(group.channel, group.event_id, group.windows):
+                continue
+            if all(_has(f, resolve, present) for f in predicate.required):
+                out.append((rule.uid, predicate))
         return out
 
     def run(self, on_group: Callable[[Group, int], None] | None = None) -> EngineResult:
@@ -176,10 +207,15 @@ class SigmaEngine:
         return self.result
 
     def _run_group(self, con: duckdb.DuckDBPyConnection, group: Group, plan: list[tuple[str, Predicate]]) -> None:
-        columns = sorted({c for _, p in plan for c in p.columns})
         resolve = field_resolver([name for name, _ in group.columns])
-        select = ", ".join(["key"] + [column_expression(c, group, resolve) for c in columns])
-        con.execute(f"CREATE OR REPLACE TEMP TABLE sigma_group AS SELECT {select} FROM {quote(group.table)}")
+        values = GroupValues(con, lambda field: column_expression(Column(field, False), group, resolve), group.rows)
+        values.load({f for _, p in plan for f in _atom_fields(p.pre)})
+        plan = [(uid, p) for uid, p in plan if values.may_match(p.pre)]
+        if not plan:
+            return
+        columns = sorted({c for _, p in plan for c in p.columns})
+        select = ", ".join(["key"] + [f"{column_expression(c, group, resolve)} AS {c.ident}" for c in columns])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE sigma_group AS SELECT {select} FROM ({group.rows})")
         try:
             for start in range(0, len(plan), CHUNK_RULES):
                 self._run_chunk(con, plan[start : start + CHUNK_RULES])
@@ -201,6 +237,78 @@ class SigmaEngine:
                 info = self.info[uid]
                 problem = RuleProblem(info.path, f"failed on the events: {exc}", uid, info.title)
                 self.result.errors.append((self.source[uid], problem))
+
+
+class GroupValues:
+    """The distinct lower-cased values of a group's fields, to test prefilters on.
+
+    A prefilter atom (see :func:`varde.detect.sigma.compile.prefilter`) is tested on exactly
+    the strings its SQL would compare, so a rule is skipped only where its SQL could not match:
+    equality against a set of the values, and containment, prefixes and suffixes against all
+    values joined with NUL separators (a NUL cannot occur in the values or the patterns).
+    """
+
+    #: Columns whose distinct values add up to more are not indexed (every atom "may match").
+    MAX_BYTES = 32 << 20
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, expression: Callable[[str], str], rows: str) -> None:
+        self.con = con
+        self.expression = expression  # field -> SQL of its lower-cased value in ``rows``
+        self.rows = rows  # SQL selecting the group's rows
+        self._columns: dict[str, tuple[set[str], str] | None] = {}
+
+    def load(self, fields: set[str]) -> None:
+        """Fetch the distinct values of ``fields`` in one scan of the group's rows."""
+        names = sorted(fields - set(self._columns))
+        if not names:
+            return
+        lists = ", ".join(
+            f"array_agg(DISTINCT {self.expression(n)}) FILTER (WHERE {self.expression(n)} IS NOT NULL)" for n in names
+        )
+        row = self.con.execute(f"SELECT {lists} FROM ({self.rows})").fetchall()[0]
+        for name, found in zip(names, row, strict=True):
+            values = [v for v in found or [] if "\x00" not in v]
+            if len(values) < len(found or []) or sum(len(v) for v in values) > self.MAX_BYTES:
+                self._columns[name] = None
+            else:
+                self._columns[name] = (set(values), "\x00" + "\x00".join(values) + "\x00")
+
+    def _column(self, field: str) -> tuple[set[str], str] | None:
+        self.load({field})
+        return self._columns[field]
+
+    def may_match(self, pre: object) -> bool:
+        """False only when no row of the group can satisfy the prefilter."""
+        if pre is None:
+            return True
+        op = pre[0]  # type: ignore[index]
+        if op == "and":
+            return all(self.may_match(p) for p in pre[1])  # type: ignore[index]
+        if op == "or":
+            return any(self.may_match(p) for p in pre[1])  # type: ignore[index]
+        _, field, kind, texts = pre  # type: ignore[misc]
+        column = self._column(field)
+        if column is None:
+            return True
+        exact, joined = column
+        if kind == "eq":
+            return any(t in exact for t in texts)
+        if kind == "contains":
+            return any(t in joined for t in texts)
+        if kind == "starts":
+            return any("\x00" + t in joined for t in texts)
+        return any(t + "\x00" in joined for t in texts)
+
+
+def _atom_fields(pre: object) -> Iterator[str]:
+    """The fields a prefilter's atoms test."""
+    if pre is None:
+        return
+    if pre[0] == "atom":  # type: ignore[index]
+        yield pre[1]  # type: ignore[index]
+    else:
+        for part in pre[1]:  # type: ignore[index]
+            yield from _atom_fields(part)
 
 
 def _insert(con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]]) -> None:
@@ -261,7 +369,6 @@ def register_python_functions(con: duckdb.DuckDBPyConnection) -> None:
         return address.version == net.version and address in net
 
     for name, function in (("varde_regex", varde_regex), ("varde_cidr", varde_cidr)):
-        try:
+        known = con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ?", [name]).fetchall()[0]
+        if not known or not known[0]:  # functions belong to the database: registered once is enough
             con.create_function(name, function, ["VARCHAR", "VARCHAR"], "BOOLEAN", null_handling="special")
-        except duckdb.CatalogException:  # functions belong to the database: registered once is enough
-            pass
