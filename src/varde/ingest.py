@@ -43,7 +43,7 @@ PART_BYTES = 64 << 20
 
 #: Events of one channel spooled before they are loaded in one insert (and the most a load
 #: holds in memory).
-LOAD_ROWS = 65_536
+LOAD_ROWS = 32_768
 
 
 class Spool:

@@ -16,7 +16,7 @@ from varde.events.schema import COMMON_SCHEMA, event_key
 
 #: How many events one Arrow batch holds: large enough to amortise the store's per-batch cost,
 #: small enough that a worker's memory stays flat.
-BATCH_EVENTS = 16_384
+BATCH_EVENTS = 8_192
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
