@@ -3,7 +3,7 @@
 For each scale (1x and 2x of ``--events`` by default) this builds the input with
 :mod:`make_events` (reused when already built), then runs::
 
-    varde hunt INPUT --case bench/work/case-Nx-PID --sigma /work/shared/corpus/sigma/rules/windows --quiet
+    varde hunt INPUT --case bench/work/case-Nx-PID --sigma ../shared/corpus/sigma/rules/windows --quiet
 
 as a subprocess and samples, every 50 ms, the RSS of the varde process and of all its
 descendants (the forkserver, its reader workers, the resource tracker). Reported:
@@ -20,8 +20,8 @@ Results are printed and appended as a dated section to ``bench/RESULTS.md``.
 
 Usage::
 
-    /work/venv/bin/python bench/hunt_bench.py            # 1x (>= 350k events) and 2x (>= 700k)
-    /work/venv/bin/python bench/hunt_bench.py --quick    # smoke run: >= 50k events, 1x only, not recorded
+    python bench/hunt_bench.py            # 1x (>= 350k events) and 2x (>= 700k)
+    python bench/hunt_bench.py --quick    # smoke run: >= 50k events, 1x only, not recorded
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ REPO = BENCH.parent
 WORK = BENCH / "work"
 RESULTS = BENCH / "RESULTS.md"
 VENV_BIN = Path(sys.executable).parent
-DEFAULT_SIGMA = Path("/work/shared/corpus/sigma/rules/windows")
+SHARED = Path(os.environ.get("VARDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+DEFAULT_SIGMA = SHARED / "corpus/sigma/rules/windows"
 SAMPLE_SECONDS = 0.05
 TARGET_EPS = 25_000
 TARGET_RSS = 1 << 30

@@ -14,14 +14,15 @@ what was written; an existing output with matching metadata is reused unless ``-
 
 Usage::
 
-    /work/venv/bin/python bench/make_events.py                 # >= 350,000 events
-    /work/venv/bin/python bench/make_events.py --events 700000
-    /work/venv/bin/python bench/make_events.py --events 50000 --out bench/work/quick.jsonl
+    python bench/make_events.py                 # >= 350,000 events
+    python bench/make_events.py --events 700000
+    python bench/make_events.py --events 50000 --out bench/work/quick.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import hashlib
 import sys
 import time
@@ -31,7 +32,8 @@ from pathlib import Path
 import orjson
 
 BENCH = Path(__file__).resolve().parent
-SAMPLES = Path("/work/shared/corpus/evtx-samples")
+SHARED = Path(os.environ.get("VARDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SAMPLES = SHARED / "corpus/evtx-samples"
 DEFAULT_EVENTS = 350_000
 #: Added to EventRecordID per repetition: far above any record id in the samples.
 RECORD_ID_STRIDE = 1_000_000_000

@@ -11,9 +11,9 @@ groups of the finished case, to name the rules that dominate matching.
 
 Usage::
 
-    /work/venv/bin/python bench/profile_hunt.py bench/work/events-350000.jsonl --cprofile bench/work/hunt.prof
-    /work/venv/bin/python bench/profile_hunt.py bench/work/events-350000.jsonl --reader --reader-events 100000
-    /work/venv/bin/python bench/profile_hunt.py bench/work/events-350000.jsonl --rule-costs 5
+    python bench/profile_hunt.py bench/work/events-350000.jsonl --cprofile bench/work/hunt.prof
+    python bench/profile_hunt.py bench/work/events-350000.jsonl --reader --reader-events 100000
+    python bench/profile_hunt.py bench/work/events-350000.jsonl --rule-costs 5
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import argparse
 import cProfile
 import functools
 import io
+import os
 import pstats
 import shutil
 import sys
@@ -31,7 +32,8 @@ from collections import defaultdict
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-DEFAULT_SIGMA = Path("/work/shared/corpus/sigma/rules/windows")
+SHARED = Path(os.environ.get("VARDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+DEFAULT_SIGMA = SHARED / "corpus/sigma/rules/windows"
 
 TIMES: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])  # name -> [calls, wall s, CPU s]
 GROUPS: list[dict] = []
