@@ -8,8 +8,11 @@ import json
 import zipfile
 
 
-def sysmon_event(n: int, command: str | None = None, host: str = "EXCH01", **system: object) -> dict:
-    """A Sysmon process creation (event 1) with record id ``n``; ``system`` overrides System keys."""
+def sysmon_event(
+    n: int, command: str | None = None, host: str = "EXCH01", data: dict[str, str] | None = None, **system: object
+) -> dict:
+    """A Sysmon process creation (event 1) with record id ``n``; ``data`` adds EventData fields,
+    ``system`` overrides System keys."""
     return {
         "Event": {
             "System": {
@@ -21,7 +24,7 @@ def sysmon_event(n: int, command: str | None = None, host: str = "EXCH01", **sys
                 "TimeCreated": {"#attributes": {"SystemTime": "2021-03-03T02:10:11.000Z"}},
                 **system,
             },
-            "EventData": {"CommandLine": command if command is not None else f"cmd /c echo {n}"},
+            "EventData": {"CommandLine": command if command is not None else f"cmd /c echo {n}", **(data or {})},
         }
     }
 

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import builders
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -71,24 +73,8 @@ def one_line_error(stderr: str) -> str:
 def sysmon_event(
     record: int, command: str, host: str = "EXCH01.corp.example", parent: str = "C:\\Windows\\explorer.exe"
 ) -> dict:
-    return {
-        "Event": {
-            "System": {
-                "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}},
-                "EventID": 1,
-                "EventRecordID": record,
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "Computer": host,
-                "TimeCreated": {"#attributes": {"SystemTime": "2021-03-03T02:10:11.000Z"}},
-            },
-            "EventData": {
-                "Image": "C:\\Windows\\System32\\notepad.exe",
-                "CommandLine": command,
-                "ParentImage": parent,
-                "User": "CORP\\alice",
-            },
-        }
-    }
+    data = {"Image": "C:\\Windows\\System32\\notepad.exe", "ParentImage": parent, "User": "CORP\\alice"}
+    return builders.sysmon_event(record, command, host, data)
 
 
 @pytest.fixture
