@@ -15,9 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import builders
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 

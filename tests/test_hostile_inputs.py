@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from builders import jsonl, zip_bytes
+from builders import sysmon_event as event
 
 from varde.demo import write_demo_evidence
 from varde.events.store import EventStore
 from varde.ingest import ingest, plan
 from varde.pipeline import HuntOptions, hunt
 from varde.sources.base import ArchiveLimits
-from builders import jsonl, zip_bytes
-from builders import sysmon_event as event
 from varde.sources.discover import discover
 
 EVTX_GARBAGE = b"ElfFile\x00" + bytes(4088) + b"ElfChnk\x00" + b"\xab" * 70_000

@@ -12,11 +12,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from builders import jsonl, zip_bytes
 
 from varde.events.store import EventStore
 from varde.ingest import ingest, plan
 from varde.sources.base import ArchiveLimits
-from builders import jsonl, zip_bytes
 from varde.sources.discover import Found, discover
 
 EVTX_HEAD = b"ElfFile\x00" + bytes(4088)
