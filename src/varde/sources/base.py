@@ -137,33 +137,30 @@ class PartitionBatch:
 
 
 class _Partition:
-    """Rows of one partition's events; an event without some field gets a null there."""
+    """Rows of one partition's events; an event without some field gets a null there.
+
+    Field values stay in the events' own dicts until the batch is built: a channel's events
+    have many different fields (Security events: hundreds over all event ids), and Arrow fills
+    the missing ones with nulls far faster than padding lists per event would.
+    """
 
     def __init__(self) -> None:
         self.common: list[tuple[object, ...]] = []
-        self.fields: dict[str, list[str | None]] = {}
+        self.rows: list[dict[str, str | None]] = []
+        self.names: set[str] = set()
 
     def add(self, common: tuple[object, ...], fields: dict[str, str | None]) -> None:
-        rows = len(self.common)
         self.common.append(common)
-        columns = self.fields
-        for name, value in fields.items():
-            column = columns.get(name)
-            if column is None:
-                column = columns[name] = [None] * rows
-            column.append(value)
-        if len(fields) != len(columns):  # this event lacks some fields: pad them
-            for column in columns.values():
-                if len(column) == rows:
-                    column.append(None)
+        self.rows.append(fields)
+        self.names.update(fields)
 
     def batch(self) -> pa.RecordBatch:
         arrays = [pa.array(values, type=f.type) for values, f in zip(zip(*self.common), COMMON_SCHEMA, strict=True)]
-        names = list(COMMON_SCHEMA.names)
-        for name in sorted(self.fields):
-            arrays.append(pa.array(self.fields[name], type=pa.string()))
-            names.append(name)
-        return pa.RecordBatch.from_arrays(arrays, names=names)
+        names = sorted(self.names)
+        if names:
+            own = pa.RecordBatch.from_pylist(self.rows, schema=pa.schema([(n, pa.string()) for n in names]))
+            arrays.extend(own.columns)
+        return pa.RecordBatch.from_arrays(arrays, names=[*COMMON_SCHEMA.names, *names])
 
 
 class ReadContext:

@@ -168,7 +168,7 @@ class SigmaEngine:
         candidates = [*self._by_channel.get(group.channel, []), *self._by_channel.get(None, [])]
         out = []
         for rule, target, predicate in sorted(candidates, key=lambda c: self._order[c[0].uid]):
-            if (rule.event_ids is None and target.event_ids is None) != group.whole:
+            if _channel_wide(rule, target, predicate) != group.whole:
                 continue
             if rule.event_ids is not None and group.event_id not in rule.event_ids:
                 continue
@@ -316,6 +316,15 @@ def _insert(con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]]) 
         return
     selects = [f"SELECT {sql_literal(uid)} AS rule_uid, key FROM sigma_group WHERE {p.sql}" for uid, p in chunk]
     con.execute("INSERT INTO sigma_matches " + " UNION ALL ".join(selects))
+
+
+def _channel_wide(rule: CompiledRule, target: Target, predicate: Predicate) -> bool:
+    """Whether a rule runs once on its channel's whole table rather than per event id: when it
+    names no event id, unless it searches the events' full text (keywords), which is far cheaper
+    to build per event id, from the few fields those events have, than over a whole channel."""
+    if rule.event_ids is not None or target.event_ids is not None:
+        return False
+    return not any(c.field == TEXT_FIELD for c in predicate.columns)
 
 
 def _has(field: str, resolve: Callable[[str], str | None], cache: dict[str, bool]) -> bool:
