@@ -41,7 +41,7 @@ BUFFER_WARNINGS = 10_000
 #: Line-oriented files larger than this are read in parts of about this size, in parallel.
 PART_BYTES = 64 << 20
 
-#: Events of one channel spooled before they are loaded in one insert (and the most a load
+#: Events of one partition spooled before they are loaded in one insert (and the most a load
 #: holds in memory).
 LOAD_ROWS = 32_768
 
@@ -49,10 +49,10 @@ LOAD_ROWS = 32_768
 class Spool:
     """Partition batches on disk, loaded into the store by a thread while reading goes on.
 
-    A batch of events spreads over many channels, so stored as it comes it would cost one small
-    insert per channel per batch, and DuckDB pays a fixed price per statement; and while the
-    parent inserted, the workers would wait. So the parent only appends each batch's bytes to
-    its channel's spool file; when a file holds LOAD_ROWS events it is handed to the loader
+    A batch of events spreads over many partitions, so stored as it comes it would cost one
+    small insert per partition per batch, and DuckDB pays a fixed price per statement; and while
+    the parent inserted, the workers would wait. So the parent only appends each batch's bytes
+    to its partition's spool file; when a file holds LOAD_ROWS events it is handed to the loader
     thread, which inserts it in one statement on its own connection while the parent goes on
     draining the workers. Memory: one load at a time.
     """
@@ -60,15 +60,15 @@ class Spool:
     def __init__(self, folder: Path, store: EventStore) -> None:
         self.folder = folder
         self.store = store
-        self._files: dict[str | None, tuple[Path, int]] = {}  # channel -> (file, events in it)
+        self._files: dict[tuple[str | None, int | None], tuple[Path, int]] = {}  # key -> (file, events)
         self._made = 0
-        self._jobs: queue.Queue[tuple[str | None, Path] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[tuple[str | None, int | None], Path] | None] = queue.Queue()
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._load_all, name="spool-loader", daemon=True)
         self._thread.start()
 
     def add(self, batch: PartitionBatch) -> None:
-        path, rows = self._files.get(batch.channel) or (None, 0)
+        path, rows = self._files.get(batch.key) or (None, 0)
         if path is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._made += 1
@@ -78,15 +78,15 @@ class Spool:
             out.write(batch.data)
         rows += batch.rows
         if rows >= LOAD_ROWS:
-            self._jobs.put((batch.channel, path))
-            self._files.pop(batch.channel, None)
+            self._jobs.put((batch.key, path))
+            self._files.pop(batch.key, None)
         else:
-            self._files[batch.channel] = (path, rows)
+            self._files[batch.key] = (path, rows)
 
     def finish(self) -> None:
         """Load what is left, wait for the loader, and raise what it met."""
-        for channel, (path, _) in sorted(self._files.items(), key=lambda kv: kv[1][0].name):
-            self._jobs.put((channel, path))
+        for key, (path, _) in sorted(self._files.items(), key=lambda kv: kv[1][0].name):
+            self._jobs.put((key, path))
         self._files.clear()
         self._jobs.put(None)
         self._thread.join()
@@ -98,9 +98,9 @@ class Spool:
         try:
             while (job := self._jobs.get()) is not None:
                 if self._failure is None:
-                    channel, path = job
+                    key, path = job
                     tables = list(_frames(path))
-                    self.store.append(channel, pa.concat_tables(tables, promote_options="default"), con)
+                    self.store.append(key, pa.concat_tables(tables, promote_options="default"), con)
                     path.unlink()
         except BaseException as exc:  # reported by finish(), in the parent's thread
             self._failure = exc

@@ -4,14 +4,14 @@ An event has common columns that every source fills in the same way (time in UTC
 channel, provider, event id, record id, and where it is in which evidence file), and its own
 named fields (EventData of a Windows event, the columns of a log line).
 
-Events are stored partitioned by channel: each partition is one table whose own fields are
-real columns, because events of one channel share a limited set of field names (a Sysmon
+Events are stored partitioned by (channel, event id): each partition is one table whose own
+fields are real columns, because events of one channel and id share their field names (a Sysmon
 process creation always has Image, CommandLine, ...). Detection then reads plain columns of just
-the events a rule can match, with no JSON to parse and no scan of unrelated channels; and a case
-with hundreds of different event types never needs one table with the union of all their
-fields. (Partitions per channel and event id were tried: hundreds of small tables cost more in
-per-statement overhead than they save.) The ``events`` view puts the partitions back together
-in the uniform schema, with the own fields as one JSON object.
+the events a rule can match, with no JSON to parse and no scan of unrelated events; and no table
+is wide and mostly null (one table per channel was tried: DuckDB pays for every null cell of a
+wide table on insert, and Security events have hundreds of fields over all their ids). The
+``events`` view puts the partitions back together in the uniform schema, with the own fields
+as one JSON object.
 
 ``docs/schema.md`` describes the tables for users; keep the two in step.
 """

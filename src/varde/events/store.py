@@ -2,8 +2,8 @@
 
 Tables (documented for users in ``docs/schema.md``):
 
-* ``partitions``: one row per channel seen, naming its table ``events_pN``;
-* ``events_pN``: the events of one channel: the common columns of
+* ``partitions``: one row per (channel, event id) seen, naming its table ``events_pN``;
+* ``events_pN``: the events of one partition: the common columns of
   :data:`~varde.events.schema.COMMON_SCHEMA` and one VARCHAR column per own field;
 * ``partition_fields``: which own field is which column of which partition;
 * ``events`` (a view): every partition in the uniform schema, own fields as a JSON object;
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS partitions (
-    id INTEGER PRIMARY KEY, channel VARCHAR, table_name VARCHAR NOT NULL
+    id INTEGER PRIMARY KEY, channel VARCHAR, event_id INTEGER, table_name VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS partition_fields (partition INTEGER, name VARCHAR NOT NULL, column_name VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS evidence (
@@ -72,12 +72,15 @@ def sql_literal(text: str) -> str:
     return "'" + sql_text(text) + "'"
 
 
+PartitionKey = tuple[str | None, int | None]  # (channel, event id)
+
+
 @dataclass
 class Partition:
-    """One channel's partition: its table and the column of each own field."""
+    """One (channel, event id) partition: its table and the column of each own field."""
 
     id: int
-    channel: str | None
+    key: PartitionKey
     table: str
     columns: dict[str, str] = field(default_factory=dict)  # own field name -> column name
 
@@ -106,7 +109,7 @@ class EventStore:
             self.con.execute(_TABLES)
         except (duckdb.Error, OSError) as exc:
             raise CaseError(f"cannot open the case store {path}: {exc}") from exc
-        self.partitions: dict[str | None, Partition] = {}
+        self.partitions: dict[PartitionKey, Partition] = {}
         self._load_partitions()
         self._view_stale = True
 
@@ -122,8 +125,8 @@ class EventStore:
         self.con.close()
 
     def _load_partitions(self) -> None:
-        for pid, channel, table in self.query("SELECT id, channel, table_name FROM partitions"):
-            self.partitions[channel] = Partition(pid, channel, table)
+        for pid, channel, event_id, table in self.query("SELECT id, channel, event_id, table_name FROM partitions"):
+            self.partitions[(channel, event_id)] = Partition(pid, (channel, event_id), table)
         for pid, name, column in self.query("SELECT partition, name, column_name FROM partition_fields"):
             next(p for p in self.partitions.values() if p.id == pid).columns[name] = column
 
@@ -137,34 +140,33 @@ class EventStore:
             self.con.execute(f"DELETE FROM {table}")
         self._view_stale = True
 
-    def _partition(self, con: duckdb.DuckDBPyConnection, channel: str | None, names: Sequence[str]) -> Partition:
-        """The channel's table, created with columns for ``names`` (one statement: DuckDB
-        adds columns to an existing table far more slowly)."""
-        partition = self.partitions.get(channel)
+    def _partition(self, con: duckdb.DuckDBPyConnection, key: PartitionKey, names: Sequence[str]) -> Partition:
+        """The partition's table, created with columns for ``names``."""
+        partition = self.partitions.get(key)
         if partition is None:
             pid = len(self.partitions) + 1
-            partition = Partition(pid, channel, f"events_p{pid}")
+            partition = Partition(pid, key, f"events_p{pid}")
             for name in names:
                 partition.columns[name] = partition.column_for(name)
             own = "".join(f", {quote(c)} VARCHAR" for c in partition.columns.values())
             con.execute(f"CREATE TABLE {quote(partition.table)} ({_COMMON_DDL}{own})")
-            con.execute("INSERT INTO partitions VALUES (?, ?, ?)", [pid, channel, partition.table])
+            con.execute("INSERT INTO partitions VALUES (?, ?, ?, ?)", [pid, *key, partition.table])
             self._add_fields(con, pid, list(partition.columns.items()))
-            self.partitions[channel] = partition
+            self.partitions[key] = partition
             self._view_stale = True
         return partition
 
     def append(
-        self, channel: str | None, batch: pa.RecordBatch | pa.Table, con: duckdb.DuckDBPyConnection | None = None
+        self, key: PartitionKey, batch: pa.RecordBatch | pa.Table, con: duckdb.DuckDBPyConnection | None = None
     ) -> None:
-        """Append events of one channel: the common columns, then one column per own field.
+        """Append events of one partition: the common columns, then one column per own field.
 
         ``con`` is the connection to write with (a cursor of this store), for a loader thread;
         only one thread may append at a time.
         """
         con = con or self.con
         names = batch.schema.names[len(COMMON_COLUMNS):]
-        partition = self._partition(con, channel, names)
+        partition = self._partition(con, key, names)
         added = []
         for name in names:
             if name not in partition.columns:
@@ -244,8 +246,8 @@ class EventStore:
         """Number of events in the store."""
         return sum(self.partition_sizes().values())
 
-    def partition_sizes(self) -> dict[str | None, int]:
-        """Events per partition (channel)."""
+    def partition_sizes(self) -> dict[PartitionKey, int]:
+        """Events per partition."""
         sizes = {}
         for key, partition in self.partitions.items():
             sizes[key] = int(self.con.execute(f"SELECT count(*) FROM {quote(partition.table)}").fetchone()[0])

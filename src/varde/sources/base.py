@@ -118,31 +118,27 @@ class Reader(Protocol):
 
 @dataclass(frozen=True)
 class PartitionBatch:
-    """Events of one channel as an Arrow IPC stream: common columns, then one string column per
-    own field. Kept encoded: the parent only spools it to disk (see ingest.Spool)."""
+    """Events of one (channel, event id) as an Arrow IPC stream: common columns, then one string
+    column per own field. Kept encoded: the parent only spools it to disk (see ingest.Spool)."""
 
-    channel: str | None
+    key: tuple[str | None, int | None]  # (channel, event id)
     rows: int
     data: bytes
 
     @classmethod
-    def encode(cls, channel: str | None, batch: pa.RecordBatch) -> PartitionBatch:
+    def encode(cls, key: tuple[str | None, int | None], batch: pa.RecordBatch) -> PartitionBatch:
         buffer = pa.BufferOutputStream()
         with pa.ipc.new_stream(buffer, batch.schema) as writer:
             writer.write_batch(batch)
-        return cls(channel, batch.num_rows, buffer.getvalue().to_pybytes())
+        return cls(key, batch.num_rows, buffer.getvalue().to_pybytes())
 
     def decode(self) -> pa.Table:
         return pa.ipc.open_stream(self.data).read_all()
 
 
 class _Partition:
-    """Rows of one partition's events; an event without some field gets a null there.
-
-    Field values stay in the events' own dicts until the batch is built: a channel's events
-    have many different fields (Security events: hundreds over all event ids), and Arrow fills
-    the missing ones with nulls far faster than padding lists per event would.
-    """
+    """Rows of one partition's events; an event without some field gets a null there (Arrow
+    fills them in when the batch is built, faster than padding lists per event)."""
 
     def __init__(self) -> None:
         self.common: list[tuple[object, ...]] = []
@@ -188,7 +184,7 @@ class ReadContext:
         self._sink = sink
         self._batch_events = batch_events
         self._pending = 0
-        self._partitions: dict[str | None, _Partition] = {}
+        self._partitions: dict[tuple[str | None, int | None], _Partition] = {}
 
     def event(
         self,
@@ -213,9 +209,9 @@ class ReadContext:
             event_id = None
         if record_id is not None and not _INT64[0] <= record_id <= _INT64[1]:
             record_id = None
-        partition = self._partitions.get(channel)
+        partition = self._partitions.get((channel, event_id))
         if partition is None:
-            partition = self._partitions[channel] = _Partition()
+            partition = self._partitions[(channel, event_id)] = _Partition()
         key = event_key(self.evidence_id, self.records if position is None else position)
         partition.add((key, self.evidence_id, locator, ts_us, host, channel, provider, event_id, record_id), fields)
         self.records += 1
@@ -231,5 +227,5 @@ class ReadContext:
     def flush(self) -> None:
         """Hand on the events collected so far, one batch per partition."""
         partitions, self._partitions, self._pending = self._partitions, {}, 0
-        for channel, partition in partitions.items():
-            self._sink(PartitionBatch.encode(channel, partition.batch()))
+        for key, partition in partitions.items():
+            self._sink(PartitionBatch.encode(key, partition.batch()))

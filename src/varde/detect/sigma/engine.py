@@ -52,18 +52,13 @@ class Group:
     event_id: int | None
     events: int
     windows: bool
-    table: str  # the channel's partition table
+    table: str  # the partition table
     columns: tuple[tuple[str, str], ...]  # own field name -> column name, of fields these events have
-    whole: bool = False  # the whole channel, every event id (for rules that need no event id)
 
     @property
     def rows(self) -> str:
-        """SQL selecting the group's rows from its table."""
-        if self.whole:
-            return f"SELECT * FROM {quote(self.table)}"
-        if self.event_id is None:
-            return f"SELECT * FROM {quote(self.table)} WHERE event_id IS NULL"
-        return f"SELECT * FROM {quote(self.table)} WHERE event_id = {int(self.event_id)}"
+        """SQL selecting the group's rows."""
+        return f"SELECT * FROM {quote(self.table)}"
 
 
 @dataclass
@@ -95,22 +90,16 @@ def runnable_rules(rulesets: Iterable[RuleSet]) -> tuple[list[tuple[str, Compile
 
 
 def list_groups(store: EventStore) -> list[Group]:
-    """The (channel, event id) groups of events in the store, largest first, and for each
-    channel its whole table as one group (see :meth:`SigmaEngine.plan`)."""
+    """The (channel, event id) partitions of the store as groups, largest first."""
     groups = []
-    for channel, partition in store.partitions.items():
+    for (channel, event_id), partition in store.partitions.items():
         fields = sorted(partition.columns.items())
         counts = "".join(f", count({quote(column)})" for _, column in fields)
-        rows = store.con.execute(
-            f"SELECT event_id, count(*), bool_or(provider IS NOT NULL){counts} FROM {quote(partition.table)} GROUP BY 1"
-        ).fetchall()
-        union: set[tuple[str, str]] = set()
-        for event_id, events, windows, *filled in rows:
-            present = tuple(pair for pair, n in zip(fields, filled, strict=True) if n)
-            union.update(present)
-            groups.append(Group(channel, event_id, int(events), bool(windows), partition.table, present))
-        total, windows = sum(int(r[1]) for r in rows), any(r[2] for r in rows)
-        groups.append(Group(channel, None, total, windows, partition.table, tuple(sorted(union)), whole=True))
+        events, windows, *filled = store.con.execute(
+            f"SELECT count(*), bool_or(provider IS NOT NULL){counts} FROM {quote(partition.table)}"
+        ).fetchall()[0]
+        present = tuple(pair for pair, n in zip(fields, filled, strict=True) if n)
+        groups.append(Group(channel, event_id, int(events), bool(windows), partition.table, present))
     return sorted(groups, key=lambda g: (-g.events, g.channel or "", g.event_id or 0))
 
 
@@ -159,17 +148,13 @@ class SigmaEngine:
         """(rule uid, predicate) pairs that can match events of ``group``.
 
         A rule is left out when its log source does not cover the group, when its condition
-        needs other event ids, or when it needs a field these events do not have. A rule that
-        names no event id at all runs once on its channel's whole-table group instead of once
-        per event id.
+        needs other event ids, or when it needs a field these events do not have.
         """
         resolve = field_resolver([name for name, _ in group.columns])
         present: dict[str, bool] = {}
         candidates = [*self._by_channel.get(group.channel, []), *self._by_channel.get(None, [])]
         out = []
         for rule, target, predicate in sorted(candidates, key=lambda c: self._order[c[0].uid]):
-            if _channel_wide(rule, target, predicate) != group.whole:
-                continue
             if rule.event_ids is not None and group.event_id not in rule.event_ids:
                 continue
             if not target.covers(group.channel, group.event_id, group.windows):
@@ -316,15 +301,6 @@ def _insert(con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]]) 
         return
     selects = [f"SELECT {sql_literal(uid)} AS rule_uid, key FROM sigma_group WHERE {p.sql}" for uid, p in chunk]
     con.execute("INSERT INTO sigma_matches " + " UNION ALL ".join(selects))
-
-
-def _channel_wide(rule: CompiledRule, target: Target, predicate: Predicate) -> bool:
-    """Whether a rule runs once on its channel's whole table rather than per event id: when it
-    names no event id, unless it searches the events' full text (keywords), which is far cheaper
-    to build per event id, from the few fields those events have, than over a whole channel."""
-    if rule.event_ids is not None or target.event_ids is not None:
-        return False
-    return not any(c.field == TEXT_FIELD for c in predicate.columns)
 
 
 def _has(field: str, resolve: Callable[[str], str | None], cache: dict[str, bool]) -> bool:
