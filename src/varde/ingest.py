@@ -47,25 +47,41 @@ LOAD_ROWS = 32_768
 
 
 class Spool:
-    """Partition batches on disk, loaded into the store by a thread while reading goes on.
+    """Partition batches on disk, loaded into the store by loader threads while reading goes on.
 
     A batch of events spreads over many partitions, so stored as it comes it would cost one
     small insert per partition per batch, and DuckDB pays a fixed price per statement; and while
     the parent inserted, the workers would wait. So the parent only appends each batch's bytes
-    to its partition's spool file; when a file holds LOAD_ROWS events it is handed to the loader
+    to its partition's spool file; when a file holds LOAD_ROWS events it is handed to a loader
     thread, which inserts it in one statement on its own connection while the parent goes on
-    draining the workers. Memory: one load at a time.
+    draining the workers. The many small partitions are loaded when reading ends, when the
+    cores are free: LOADERS threads, each partition always on the same one (so its loads keep
+    their order). Memory: LOADERS loads at a time.
     """
+
+    LOADERS = 2
 
     def __init__(self, folder: Path, store: EventStore) -> None:
         self.folder = folder
         self.store = store
         self._files: dict[tuple[str | None, int | None], tuple[Path, int]] = {}  # key -> (file, events)
         self._made = 0
-        self._jobs: queue.Queue[tuple[tuple[str | None, int | None], Path] | None] = queue.Queue()
+        self._jobs: list[queue.Queue[tuple[tuple[str | None, int | None], Path] | None]] = [
+            queue.Queue() for _ in range(self.LOADERS)
+        ]
         self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._load_all, name="spool-loader", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._load_all, args=(jobs,), name=f"spool-loader-{n}", daemon=True)
+            for n, jobs in enumerate(self._jobs)
+        ]
+        self._route: dict[tuple[str | None, int | None], int] = {}
+        for thread in self._threads:
+            thread.start()
+
+    def _queue(self, key: tuple[str | None, int | None]) -> queue.Queue:
+        """The loader of a partition: the one with fewer partitions when it is first seen."""
+        number = self._route.setdefault(key, len(self._route) % self.LOADERS)
+        return self._jobs[number]
 
     def add(self, batch: PartitionBatch) -> None:
         path, rows = self._files.get(batch.key) or (None, 0)
@@ -78,25 +94,27 @@ class Spool:
             out.write(batch.data)
         rows += batch.rows
         if rows >= LOAD_ROWS:
-            self._jobs.put((batch.key, path))
+            self._queue(batch.key).put((batch.key, path))
             self._files.pop(batch.key, None)
         else:
             self._files[batch.key] = (path, rows)
 
     def finish(self) -> None:
-        """Load what is left, wait for the loader, and raise what it met."""
+        """Load what is left, wait for the loaders, and raise what they met."""
         for key, (path, _) in sorted(self._files.items(), key=lambda kv: kv[1][0].name):
-            self._jobs.put((key, path))
+            self._queue(key).put((key, path))
         self._files.clear()
-        self._jobs.put(None)
-        self._thread.join()
+        for jobs in self._jobs:
+            jobs.put(None)
+        for thread in self._threads:
+            thread.join()
         if self._failure is not None:
             raise self._failure
 
-    def _load_all(self) -> None:
+    def _load_all(self, jobs: queue.Queue) -> None:
         con = self.store.con.cursor()
         try:
-            while (job := self._jobs.get()) is not None:
+            while (job := jobs.get()) is not None:
                 if self._failure is None:
                     key, path = job
                     tables = list(_frames(path))
@@ -104,7 +122,7 @@ class Spool:
                     path.unlink()
         except BaseException as exc:  # reported by finish(), in the parent's thread
             self._failure = exc
-            while self._jobs.get() is not None:
+            while jobs.get() is not None:
                 pass
         finally:
             con.close()

@@ -18,6 +18,7 @@ bounded whatever the input size; nothing is ever written next to the evidence.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,17 +46,6 @@ CREATE TABLE IF NOT EXISTS read_warnings (
 );
 CREATE TABLE IF NOT EXISTS sigma_matches (rule_uid VARCHAR NOT NULL, key BIGINT NOT NULL);
 """
-
-_COMMON_DDL = ", ".join(
-    f"{name} {ddl}"
-    for name, ddl in zip(
-        COMMON_COLUMNS,
-        ("BIGINT NOT NULL", "INTEGER NOT NULL", "VARCHAR NOT NULL", "TIMESTAMP", "VARCHAR", "VARCHAR", "VARCHAR",
-         "INTEGER", "BIGINT"),
-        strict=True,
-    )
-)
-
 
 def quote(name: str) -> str:
     """A double-quoted SQL identifier."""
@@ -110,6 +100,7 @@ class EventStore:
         except (duckdb.Error, OSError) as exc:
             raise CaseError(f"cannot open the case store {path}: {exc}") from exc
         self.partitions: dict[PartitionKey, Partition] = {}
+        self._lock = threading.Lock()
         self._load_partitions()
         self._view_stale = True
 
@@ -140,59 +131,60 @@ class EventStore:
             self.con.execute(f"DELETE FROM {table}")
         self._view_stale = True
 
-    def _partition(self, con: duckdb.DuckDBPyConnection, key: PartitionKey, names: Sequence[str]) -> Partition:
-        """The partition's table, created with columns for ``names``."""
-        partition = self.partitions.get(key)
-        if partition is None:
-            pid = len(self.partitions) + 1
-            partition = Partition(pid, key, f"events_p{pid}")
-            for name in names:
-                partition.columns[name] = partition.column_for(name)
-            own = "".join(f", {quote(c)} VARCHAR" for c in partition.columns.values())
-            con.execute(f"CREATE TABLE {quote(partition.table)} ({_COMMON_DDL}{own})")
-            con.execute("INSERT INTO partitions VALUES (?, ?, ?, ?)", [pid, *key, partition.table])
-            self._add_fields(con, pid, list(partition.columns.items()))
-            self.partitions[key] = partition
-            self._view_stale = True
-        return partition
-
     def append(
         self, key: PartitionKey, batch: pa.RecordBatch | pa.Table, con: duckdb.DuckDBPyConnection | None = None
     ) -> None:
         """Append events of one partition: the common columns, then one column per own field.
 
         ``con`` is the connection to write with (a cursor of this store), for a loader thread;
-        only one thread may append at a time.
+        one partition must not be appended to by two threads at once. A new partition's table is created from its
+        first batch in one statement (DuckDB charges per statement; cases have hundreds of
+        partitions); the ``partitions`` and ``partition_fields`` rows are written by
+        :meth:`refresh_view`.
         """
         con = con or self.con
         names = batch.schema.names[len(COMMON_COLUMNS):]
-        partition = self._partition(con, key, names)
-        added = []
+        with self._lock:  # loader threads create partitions concurrently (each its own keys)
+            partition = self.partitions.get(key)
+            new = partition is None
+            if partition is None:
+                pid = len(self.partitions) + 1
+                partition = self.partitions[key] = Partition(pid, key, f"events_p{pid}")
         for name in names:
             if name not in partition.columns:
                 column = partition.column_for(name)
-                con.execute(f"ALTER TABLE {quote(partition.table)} ADD COLUMN {quote(column)} VARCHAR")
+                if not new:
+                    con.execute(f"ALTER TABLE {quote(partition.table)} ADD COLUMN {quote(column)} VARCHAR")
                 partition.columns[name] = column
-                added.append((name, column))
                 self._view_stale = True
-        self._add_fields(con, partition.id, added)
         renamed = batch.rename_columns([*COMMON_COLUMNS, *(partition.columns[n] for n in names)])
         con.register("_batch", renamed)
         try:
-            con.execute(f"INSERT INTO {quote(partition.table)} BY NAME SELECT * FROM _batch")
+            if new:
+                con.execute(f"CREATE TABLE {quote(partition.table)} AS SELECT * FROM _batch")
+            else:
+                con.execute(f"INSERT INTO {quote(partition.table)} BY NAME SELECT * FROM _batch")
         finally:
             con.unregister("_batch")
 
-    @staticmethod
-    def _add_fields(con: duckdb.DuckDBPyConnection, pid: int, pairs: list[tuple[str, str]]) -> None:
-        if pairs:  # one statement: DuckDB's executemany runs one insert per row
-            values = ", ".join(f"({pid}, {sql_literal(n)}, {sql_literal(c)})" for n, c in pairs)
-            con.execute(f"INSERT INTO partition_fields VALUES {values}")
+    def _write_catalog(self) -> None:
+        """The ``partitions`` and ``partition_fields`` rows, from the partitions in memory."""
+        self.con.execute("DELETE FROM partitions")
+        self.con.execute("DELETE FROM partition_fields")
+        parts = sorted(self.partitions.values(), key=lambda p: p.id)
+        if parts:
+            rows = ", ".join(f"({p.id}, ?, ?, {sql_literal(p.table)})" for p in parts)
+            self.con.execute(f"INSERT INTO partitions VALUES {rows}", [v for p in parts for v in p.key])
+        fields = [(p.id, n, c) for p in parts for n, c in sorted(p.columns.items())]
+        if fields:
+            values = ", ".join(f"({pid}, {sql_literal(n)}, {sql_literal(c)})" for pid, n, c in fields)
+            self.con.execute(f"INSERT INTO partition_fields VALUES {values}")
 
     def refresh_view(self) -> None:
-        """(Re)create the ``events`` view over every partition."""
+        """(Re)create the ``events`` view over every partition, and write the catalog rows."""
         if not self._view_stale:
             return
+        self._write_catalog()
         common = ", ".join(COMMON_COLUMNS)
         selects = []
         for partition in sorted(self.partitions.values(), key=lambda p: p.id):
