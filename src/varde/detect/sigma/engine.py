@@ -155,6 +155,8 @@ class SigmaEngine:
         candidates = [*self._by_channel.get(group.channel, []), *self._by_channel.get(None, [])]
         out = []
         for rule, target, predicate in sorted(candidates, key=lambda c: self._order[c[0].uid]):
+            if _text_only(rule, target, predicate):
+                continue  # run per channel: see text_plans
             if rule.event_ids is not None and group.event_id not in rule.event_ids:
                 continue
             if not target.covers(group.channel, group.event_id, group.windows):
@@ -163,25 +165,54 @@ class SigmaEngine:
                 out.append((rule.uid, predicate))
         return out
 
+    def text_plans(self, groups: list[Group]) -> list[tuple[list[Group], list[tuple[str, Predicate]]]]:
+        """Keyword rules that name no event id and read only the events' text, per channel.
+
+        Such a rule (the Mimikatz keyword rule applies to every Windows channel) would cost one
+        planned query per event id; run over a channel's partitions at once it costs one.
+        """
+        by_channel: dict[str | None, list[Group]] = {}
+        for group in groups:
+            by_channel.setdefault(group.channel, []).append(group)
+        out = []
+        for channel, members in sorted(by_channel.items(), key=lambda kv: str(kv[0])):
+            candidates = [*self._by_channel.get(channel, []), *self._by_channel.get(None, [])]
+            for rule, target, predicate in sorted(candidates, key=lambda c: self._order[c[0].uid]):
+                if not _text_only(rule, target, predicate):
+                    continue
+                covered = [g for g in members if target.covers(g.channel, g.event_id, g.windows)]
+                if covered:
+                    out.append((covered, [(rule.uid, predicate)]))
+        return out
+
     def run(self, on_group: Callable[[Group, int], None] | None = None) -> EngineResult:
         """Run every rule on every group it applies to."""
-        work = [(g, self.plan(g)) for g in list_groups(self.store)]
+        groups = list_groups(self.store)
+        work = [(g, self.plan(g)) for g in groups]
         work.sort(key=lambda item: -len(item[1]) * (1 + item[0].events // 10_000))  # biggest first
         cursors: list[duckdb.DuckDBPyConnection] = []
 
-        def run_one(group: Group, plan: list[tuple[str, Predicate]]) -> None:
+        def connection() -> duckdb.DuckDBPyConnection:
             con = getattr(self._local, "con", None)
             if con is None:
                 con = self._local.con = self.store.con.cursor()
                 cursors.append(con)
+            return con
+
+        def run_one(group: Group, plan: list[tuple[str, Predicate]]) -> None:
             if plan:
-                self._run_group(con, group, plan)
+                self._run_group(connection(), group, plan)
             if on_group:
                 on_group(group, len(plan))
 
+        def run_text(members: list[Group], plan: list[tuple[str, Predicate]]) -> None:
+            self._run_union(connection(), members, plan)
+
         try:
             with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="sigma") as pool:
-                for future in [pool.submit(run_one, g, p) for g, p in work]:
+                futures = [pool.submit(run_text, m, p) for m, p in self.text_plans(groups)]
+                futures += [pool.submit(run_one, g, p) for g, p in work]
+                for future in futures:
                     future.result()
         finally:
             for con in cursors:
@@ -201,6 +232,21 @@ class SigmaEngine:
         columns = sorted({c for _, p in plan for c in p.columns})
         select = ", ".join(["key"] + [f"{column_expression(c, group, resolve)} AS {c.ident}" for c in columns])
         con.execute(f"CREATE OR REPLACE TEMP TABLE sigma_group AS SELECT {select} FROM ({group.rows})")
+        try:
+            for start in range(0, len(plan), CHUNK_RULES):
+                self._run_chunk(con, plan[start : start + CHUNK_RULES])
+        finally:
+            con.execute("DROP TABLE IF EXISTS sigma_group")
+
+    def _run_union(self, con: duckdb.DuckDBPyConnection, groups: list[Group], plan: list[tuple[str, Predicate]]) -> None:
+        """Run ``plan`` over several groups' events at once (one table of their union)."""
+        columns = sorted({c for _, p in plan for c in p.columns})
+        selects = []
+        for group in groups:
+            resolve = field_resolver([name for name, _ in group.columns])
+            exprs = ", ".join(["key"] + [f"{column_expression(c, group, resolve)} AS {c.ident}" for c in columns])
+            selects.append(f"SELECT {exprs} FROM ({group.rows})")
+        con.execute("CREATE OR REPLACE TEMP TABLE sigma_group AS " + " UNION ALL ".join(selects))
         try:
             for start in range(0, len(plan), CHUNK_RULES):
                 self._run_chunk(con, plan[start : start + CHUNK_RULES])
@@ -301,6 +347,14 @@ def _insert(con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]]) 
         return
     selects = [f"SELECT {sql_literal(uid)} AS rule_uid, key FROM sigma_group WHERE {p.sql}" for uid, p in chunk]
     con.execute("INSERT INTO sigma_matches " + " UNION ALL ".join(selects))
+
+
+def _text_only(rule: CompiledRule, target: Target, predicate: Predicate) -> bool:
+    """Whether a predicate reads only the events' text and common columns, for any event id."""
+    if rule.event_ids is not None or target.event_ids is not None:
+        return False
+    fields = {c.field for c in predicate.columns}
+    return TEXT_FIELD in fields and fields <= {TEXT_FIELD, *COMMON_FIELDS}
 
 
 def _has(field: str, resolve: Callable[[str], str | None], cache: dict[str, bool]) -> bool:
