@@ -223,23 +223,16 @@ class SigmaEngine:
         return self.result
 
     def _run_group(self, con: duckdb.DuckDBPyConnection, group: Group, plan: list[tuple[str, Predicate]]) -> None:
+        """Run ``plan`` on one group, after dropping the rules its prefilter values rule out."""
         resolve = field_resolver([name for name, _ in group.columns])
         values = GroupValues(con, lambda field: column_expression(Column(field, False), group, resolve), group.rows)
         values.load({f for _, p in plan for f in _atom_fields(p.pre)})
         plan = [(uid, p) for uid, p in plan if values.may_match(p.pre)]
-        if not plan:
-            return
-        columns = sorted({c for _, p in plan for c in p.columns})
-        select = ", ".join(["key"] + [f"{column_expression(c, group, resolve)} AS {c.ident}" for c in columns])
-        con.execute(f"CREATE OR REPLACE TEMP TABLE sigma_group AS SELECT {select} FROM ({group.rows})")
-        try:
-            for start in range(0, len(plan), CHUNK_RULES):
-                self._run_chunk(con, plan[start : start + CHUNK_RULES])
-        finally:
-            con.execute("DROP TABLE IF EXISTS sigma_group")
+        if plan:
+            self._run_union(con, [group], plan)
 
     def _run_union(self, con: duckdb.DuckDBPyConnection, groups: list[Group], plan: list[tuple[str, Predicate]]) -> None:
-        """Run ``plan`` over several groups' events at once (one table of their union)."""
+        """Run ``plan`` over the events of ``groups`` (one temporary table of the columns it reads)."""
         columns = sorted({c for _, p in plan for c in p.columns})
         selects = []
         for group in groups:
