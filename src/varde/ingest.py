@@ -11,16 +11,17 @@ import queue
 import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from varde.events.store import EventStore
-from varde.sources.base import ArchiveLimits, PartitionBatch, ReadWarning
 from varde.sources import reader_named
+from varde.sources.base import ArchiveLimits, PartitionBatch, ReadWarning
 from varde.sources.discover import discover
-from varde.sources.ingest import FileResult, Task, WorkerPool, read_inline
+from varde.sources.ingest import FileResult, Task, WorkerPool, read_inline, sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +140,13 @@ def _frames(path: Path) -> Iterator[pa.Table]:
 class _StoreSink:
     """Spools readers' events, stores their warnings, and keeps the per-file accounting."""
 
-    def __init__(self, store: EventStore, parts: dict[int, int], spool: Spool) -> None:
+    def __init__(
+        self, store: EventStore, parts: dict[int, int], spool: Spool, hashes: dict[int, Future[str]]
+    ) -> None:
         self.store = store
         self.parts = parts  # evidence id -> tasks (file parts) it was read in
         self.spool = spool
+        self.hashes = hashes  # evidence id -> sha256 of a file read in parts, computed apart
         self.results: dict[int, list[FileResult]] = {}
         self.events = 0
         self.skipped = 0
@@ -174,6 +178,11 @@ class _StoreSink:
         if len(results) < self.parts.get(evidence_id, 1):
             return
         digest = next((r.sha256 for r in results if r.sha256), None)
+        if evidence_id in self.hashes:
+            try:
+                digest = self.hashes[evidence_id].result()
+            except OSError as exc:
+                self.warning(evidence_id, ReadWarning(None, f"cannot be hashed: {exc}"))
         self.store.finish_evidence(
             evidence_id, digest, sum(r.records for r in results), sum(r.skipped for r in results),
             all(r.complete for r in results),
@@ -211,12 +220,15 @@ def ingest(
     parts: dict[int, int] = {}
     for task in tasks:
         parts[task.evidence_id] = parts.get(task.evidence_id, 0) + 1
-    sink = _StoreSink(store, parts, Spool(scratch / "spool", store))
-    if workers > 0:
-        WorkerPool(scratch, limits, workers).run(tasks, sink, progress)
-    else:
-        read_inline(tasks, sink, scratch, limits, progress)
-    sink.finish()
+    split = {t.evidence_id: t.evidence for t in tasks if t.part is not None}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash") as hasher:  # while the parts are read
+        hashes = {number: hasher.submit(sha256_of, evidence, limits) for number, evidence in split.items()}
+        sink = _StoreSink(store, parts, Spool(scratch / "spool", store), hashes)
+        if workers > 0:
+            WorkerPool(scratch, limits, workers).run(tasks, sink, progress)
+        else:
+            read_inline(tasks, sink, scratch, limits, progress)
+        sink.finish()
     store.refresh_view()
     return IngestSummary(
         files=len(parts),

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 from varde.case import Case
-from varde.detect.sigma.correlation import run_correlations
 from varde.detect.sigma.cache import RuleCache
+from varde.detect.sigma.correlation import run_correlations
 from varde.detect.sigma.engine import SigmaEngine, list_groups, runnable_rules
 from varde.detect.sigma.findings import build_findings
 from varde.detect.sigma.rules import RuleSet, load_placeholders, load_ruleset

@@ -151,7 +151,7 @@ class _Partition:
         self.names.update(fields)
 
     def batch(self) -> pa.RecordBatch:
-        arrays = [pa.array(values, type=f.type) for values, f in zip(zip(*self.common), COMMON_SCHEMA, strict=True)]
+        arrays = [pa.array(values, type=f.type) for values, f in zip(zip(*self.common, strict=True), COMMON_SCHEMA, strict=True)]
         names = sorted(self.names)
         if names:
             own = pa.RecordBatch.from_pylist(self.rows, schema=pa.schema([(n, pa.string()) for n in names]))

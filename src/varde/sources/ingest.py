@@ -24,7 +24,6 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Protocol
 
-
 from varde.sources.base import ArchiveLimits, EvidenceFile, Part, PartitionBatch, ReadContext, ReadWarning
 
 logger = logging.getLogger(__name__)
@@ -88,8 +87,8 @@ def read_one(task: Task, send: Callable[[tuple], None], scratch: Path, limits: A
 
     ctx = ReadContext(task.evidence_id, sink, scratch, limits, part=task.part)
     complete = True
-    try:  # a file read in parts is hashed once, by the worker of its first part
-        digest = sha256_of(task.evidence, limits) if task.part is None or task.part.start == 0 else None
+    try:  # a file read in parts is hashed by the parent (see varde.ingest), not by each part
+        digest = sha256_of(task.evidence, limits) if task.part is None else None
     except Exception as exc:  # unreadable input is reported, never fatal
         send(("warn", None, f"cannot be read: {exc}", 0))
         send(("done", None, 0, 0, False))

@@ -18,7 +18,6 @@ import math
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-
 #: System values copied into the own fields (unless EventData already has that name), so
 #: that rules and analysts can use them.
 _SYSTEM_EXTRAS = ("Level", "Task", "Opcode", "Keywords", "Version")

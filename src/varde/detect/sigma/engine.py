@@ -19,11 +19,12 @@ import ipaddress
 import logging
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
+
 from varde.detect.sigma.compile import TEXT_FIELD, Column, Predicate
 from varde.detect.sigma.logsource import Target
 from varde.detect.sigma.rules import CompiledRule, RuleProblem, RuleSet

@@ -27,8 +27,7 @@ import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
-from sigma.modifiers import modifier_mapping, reverse_modifier_mapping
-from sigma.modifiers import SigmaWideModifier
+from sigma.modifiers import SigmaWideModifier, modifier_mapping, reverse_modifier_mapping
 from sigma.policy import SigmaPolicy
 from sigma.policy.regex_engine import PythonRegexEngine
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
