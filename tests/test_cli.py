@@ -275,20 +275,14 @@ def test_hostile_strings_are_escaped_in_hunt_and_report_output(
     _assert_terminal_safe(shown.stdout)
 
 
-def test_hostile_strings_in_the_real_script_output(tmp_path: Path, hostile: tuple[Path, Path]) -> None:
+def _hostile_hunt(tmp_path: Path, hostile: tuple[Path, Path]) -> tuple[object, ...]:
+    """Arguments of a hunt over the hostile evidence with the hostile rule only."""
     evidence, rules = hostile
-    result = run_varde(
-        "hunt",
-        evidence,
-        "--case",
-        tmp_path / "case",
-        "--sigma",
-        rules,
-        "--no-builtin-rules",
-        "--workers",
-        "0",
-        env={"COLUMNS": "200"},
-    )
+    return ("hunt", evidence, "--case", tmp_path / "case", "--sigma", rules, "--no-builtin-rules", "--workers", "0")
+
+
+def test_hostile_strings_in_the_real_script_output(tmp_path: Path, hostile: tuple[Path, Path]) -> None:
+    result = run_varde(*_hostile_hunt(tmp_path, hostile), env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     _assert_matched(tmp_path / "case")
     _assert_terminal_safe(result.stdout)
@@ -299,22 +293,11 @@ def test_hostile_strings_on_a_colour_terminal(
     tmp_path: Path, hostile: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a terminal Rich adds its own colour codes (SGR); nothing else may come through."""
-    evidence, rules = hostile
     screen = io.StringIO()
     monkeypatch.setattr(
         cli, "out", Console(file=screen, force_terminal=True, color_system="truecolor", width=250)
     )
-    result = invoke(
-        "hunt",
-        evidence,
-        "--case",
-        tmp_path / "case",
-        "--sigma",
-        rules,
-        "--no-builtin-rules",
-        "--workers",
-        "0",
-    )
+    result = invoke(*_hostile_hunt(tmp_path, hostile))
     assert result.exit_code == 0
     text = screen.getvalue()
     assert "\x1b[" in text  # it is styled output

@@ -47,7 +47,3 @@ def event_key(evidence: int, position: int) -> int:
     """Deterministic key of the event at ``position`` (0-based) of evidence file ``evidence``."""
     return (evidence << KEY_SEQ_BITS) | position
 
-
-def split_key(key: int) -> tuple[int, int]:
-    """Inverse of :func:`event_key`."""
-    return key >> KEY_SEQ_BITS, key & ((1 << KEY_SEQ_BITS) - 1)

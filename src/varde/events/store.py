@@ -236,14 +236,10 @@ class EventStore:
 
     def event_count(self) -> int:
         """Number of events in the store."""
-        return sum(self.partition_sizes().values())
-
-    def partition_sizes(self) -> dict[PartitionKey, int]:
-        """Events per partition."""
-        sizes = {}
-        for key, partition in self.partitions.items():
-            sizes[key] = int(self.con.execute(f"SELECT count(*) FROM {quote(partition.table)}").fetchone()[0])
-        return sizes
+        return sum(
+            int(self.con.execute(f"SELECT count(*) FROM {quote(p.table)}").fetchall()[0][0])
+            for p in self.partitions.values()
+        )
 
 
 def _common_types() -> list[str]:
