@@ -26,6 +26,7 @@ from rich.progress import (
 
 from varde import __version__
 from varde.case import Case
+from varde.cli_intel import attribute_command, eval_app, intel_app
 from varde.errors import VardeError
 from varde.pipeline import HuntOptions, hunt
 from varde.report import console as console_report
@@ -125,6 +126,11 @@ def report_command(case: Annotated[Path, typer.Argument(help="A case folder with
         _error(f"{case}/report.json is not a valid report: {reason}")
         raise typer.Exit(3) from exc
     console_report.render(report, out)
+
+
+app.add_typer(intel_app, name="intel")
+app.add_typer(eval_app, name="eval")
+app.command("attribute")(attribute_command)
 
 
 @app.command("version")

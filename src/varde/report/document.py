@@ -105,10 +105,40 @@ class Warning(Model):
     message: str
 
 
+class AttributionCandidate(Model):
+    """One candidate actor (contract keys first; the rest explain the score)."""
+
+    name: str
+    attack_id: str | None
+    aliases: list[str] = []
+    country: str | None = None
+    probability: float
+    likelihood: str
+    confidence: Literal["low", "moderate", "high"]
+    evidence_for: list[str] = []
+    evidence_against: list[str] = []
+    kind: Literal["group", "campaign"] = "group"
+    score: float = 0.0  # summed log-likelihood ratio against an actor not in the data
+
+
+class CountryShare(Model):
+    country: str
+    probability: float
+    likelihood: str = ""
+
+
 class Attribution(Model):
-    candidates: list[dict] = []
-    countries: list[dict] = []
+    """Who did it: candidates, countries and the mass left for an actor not in the data."""
+
+    candidates: list[AttributionCandidate] = []
+    countries: list[CountryShare] = []
     unknown_probability: float = 1.0
+    attack_version: str | None = None
+    as_of: str | None = None
+    scale: str = "icd203"
+    method: str = ""
+    notes: list[str] = []
+    notice: str | None = None
 
 
 class Report(Model):

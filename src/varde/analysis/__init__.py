@@ -1,0 +1,1 @@
+"""Analysis of findings: the ATT&CK index and attribution."""

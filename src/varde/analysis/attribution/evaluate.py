@@ -1,0 +1,202 @@
+"""The evaluation protocols of research/attribution.md §2.3, run on an ATT&CK index.
+
+* E1, leave-one-report-out: a case is a group and one cited report that supports at least five
+  of its features; the query is those features, and every relationship that report alone
+  supports is taken out of the index first (for every actor, not just the group), so the
+  held-out report's own relationships never score it.
+* E2, campaign to group: the query is an attributed campaign's features; the campaign and every
+  relationship supported only by the campaign's own reports are taken out.
+* E3, country: the country of the top candidate (and of the most probable country) in E1.
+* Calibration: expected calibration error (10 bins, top candidate) and the multi-class Brier
+  score over candidates plus "unknown", on E1 cases and on E1 cases whose group is removed from
+  the index altogether (the right answer then is "unknown").
+
+Ties rank pessimistically: the truth ranks behind every candidate with the same score.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from varde.analysis.attack import AttackIndex
+from varde.analysis.attribution.model import Basis, Params, Profiles, posterior, report_sets
+
+MIN_FEATURES = 5
+
+
+@dataclass(frozen=True)
+class Case:
+    """One held-out query: its features, the right answer and what the index must forget."""
+
+    name: str
+    truth: str  # a group id, or "" when the right answer is "unknown"
+    features: tuple[str, ...]
+    forget: frozenset[str]  # reports taken out everywhere
+    removed: frozenset[str] = frozenset()  # actors taken out altogether
+
+
+@dataclass
+class Outcome:
+    rank: int | None  # 1-based rank of the truth among candidates (None: not a candidate)
+    top: str | None
+    top_probability: float
+    truth_probability: float
+    unknown: float
+    country_top: str | None = None
+    country_best: str | None = None
+    truth_country: str | None = None
+
+
+@dataclass
+class Tally:
+    """Top-k, MRR, country and calibration figures over a protocol's outcomes."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def top(self, k: int) -> float:
+        return _share(self.outcomes, lambda o: o.rank is not None and o.rank <= k)
+
+    def mrr(self) -> float:
+        return sum(1 / o.rank for o in self.outcomes if o.rank) / max(len(self.outcomes), 1)
+
+    def country(self, which: str = "top") -> tuple[float, int]:
+        rated = [o for o in self.outcomes if o.truth_country]
+        got = _share(rated, lambda o: getattr(o, f"country_{which}") == o.truth_country)
+        return got, len(rated)
+
+    def summary(self) -> dict:
+        return {"cases": len(self.outcomes), "top1": self.top(1), "top5": self.top(5),
+                "top10": self.top(10), "mrr": self.mrr()}
+
+
+def _share(items: list, test: Callable) -> float:
+    return sum(1 for i in items if test(i)) / len(items) if items else 0.0
+
+
+def loro_cases(index: AttackIndex, software: bool,
+               reports: dict[tuple[str, str], frozenset[str]] | None = None) -> Iterator[Case]:
+    """E1 cases: (group, report) pairs where the report supports >= MIN_FEATURES features."""
+    by_report: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for (actor, feature), cited in (reports or report_sets(index)).items():
+        if actor.startswith("G") and (software or feature.startswith("T")):
+            for report in cited:
+                if not report.startswith("uncited "):
+                    by_report[(actor, report)].add(feature)
+    for (group, report), features in sorted(by_report.items()):
+        if len(features) >= MIN_FEATURES:
+            yield Case(f"{group} / {report}", group, tuple(sorted(features)), frozenset({report}))
+
+
+def campaign_cases(index: AttackIndex, software: bool) -> Iterator[Case]:
+    """E2 cases: each campaign ATT&CK attributes to exactly one group.
+
+    The query is the campaign's own features; the campaign and all of its reports are forgotten
+    (so the group keeps only what other reports say about it).
+    """
+    for campaign in index.campaigns():
+        if len(campaign.attributed_to) != 1:
+            continue
+        own = [u for u in index.uses if u.source == campaign.id and (software or u.target.startswith("T"))]
+        if not own:
+            continue
+        features = tuple(sorted({u.target for u in own}))
+        cited = frozenset(c for u in index.uses if u.source == campaign.id for c in u.citations)
+        yield Case(f"{campaign.id} {campaign.name}", campaign.attributed_to[0], features, cited,
+                   frozenset({campaign.id}))
+
+
+def novel_cases(cases: list[Case]) -> Iterator[Case]:
+    """The cases again with their group removed from the index: the answer is "unknown"."""
+    for case in cases:
+        yield Case(case.name + " (group removed)", "", case.features, case.forget,
+                   case.removed | {case.truth})
+
+
+def run_case(basis: Basis, case: Case, params: Params) -> Outcome:
+    """Score one case against the index without what it must forget."""
+    index = basis.index
+    removed = case.removed | {c.id for c in index.campaigns() if set(c.attributed_to) & case.removed}
+    profiles = Profiles(basis, params, case.forget, frozenset(removed))
+    scores = profiles.scores(case.features)
+    probs, unknown = posterior(scores, params)
+    return _outcome(index, case, scores, probs, unknown)
+
+
+def _outcome(index: AttackIndex, case: Case, scores: dict[str, float], probs: dict[str, float],
+             unknown: float) -> Outcome:
+    order = sorted(scores, key=lambda c: (-scores[c], c))
+    top = order[0] if order else None
+    rank = None
+    if case.truth in scores:
+        rank = 1 + sum(1 for c in scores if c != case.truth and scores[c] >= scores[case.truth])
+    countries: dict[str, float] = defaultdict(float)
+    for c, p in probs.items():
+        if _country(index, c):
+            countries[_country(index, c)] += p
+    best = max(sorted(countries), key=lambda k: countries[k]) if countries else None
+    truth_p = probs.get(case.truth, 0.0) if case.truth else unknown
+    return Outcome(rank, top, probs.get(top, 0.0) if top else 0.0, truth_p, unknown,
+                   _country(index, top), best, _country(index, case.truth))
+
+
+def _country(index: AttackIndex, actor_id: str | None) -> str | None:
+    actor = index.actors.get(actor_id or "")
+    if actor is None:
+        return None
+    if actor.country:
+        return actor.country
+    countries = {index.actors[g].country for g in actor.attributed_to if index.actors[g].country}
+    return countries.pop() if len(countries) == 1 else None
+
+
+def calibration(outcomes: list[Outcome], truths: list[str], bins: int = 10) -> dict:
+    """ECE of the top answer (a candidate or "unknown") and the Brier score of the truth's mass.
+
+    The Brier score here is the binary one on the truth's probability, ``(1 - p_truth)^2``,
+    averaged (a lower bound of the multi-class score, which also counts the wrong candidates' mass).
+    """
+    confidences, correct = [], []
+    for o, truth in zip(outcomes, truths, strict=True):
+        if o.unknown >= o.top_probability:
+            confidences.append(o.unknown)
+            correct.append(truth == "")
+        else:
+            confidences.append(o.top_probability)
+            correct.append(o.top == truth)
+    ece = 0.0
+    for b in range(bins):
+        members = [i for i, c in enumerate(confidences) if min(int(c * bins), bins - 1) == b]
+        if members:
+            gap = sum(confidences[i] for i in members) / len(members) - sum(correct[i] for i in members) / len(members)
+            ece += len(members) / len(confidences) * abs(gap)
+    brier = sum((1 - o.truth_probability) ** 2 for o in outcomes) / max(len(outcomes), 1)
+    return {"cases": len(outcomes), "ece": ece, "brier": brier,
+            "accuracy": sum(correct) / max(len(correct), 1)}
+
+
+def evaluate(index: AttackIndex, params: Params | None = None, step: int = 1) -> dict:
+    """All protocols on one index; ``step`` keeps every n-th case (for quick runs)."""
+    from varde.analysis.attribution.assess import PARAMS
+
+    params = params or PARAMS
+    basis = Basis(index)
+    out: dict = {"attack_version": index.attack_version, "groups": len(index.groups()), "params": vars(params)}
+    for software in (False, True):
+        label = "techniques+software" if software else "techniques"
+        cases = list(loro_cases(index, software, basis.reports))[::step]
+        tally = Tally([run_case(basis, c, params) for c in cases])
+        out[f"E1 {label}"] = tally.summary()
+        top, rated = tally.country("top")
+        best, _ = tally.country("best")
+        out[f"E3 {label}"] = {"cases": rated, "country_of_top_candidate": top, "most_probable_country": best}
+        campaigns = list(campaign_cases(index, software))
+        out[f"E2 {label}"] = Tally([run_case(basis, c, params) for c in campaigns]).summary()
+        if software:
+            novel = list(novel_cases(cases))[::2]
+            both = cases + novel
+            outcomes = tally.outcomes + [run_case(basis, c, params) for c in novel]
+            out["calibration"] = calibration(outcomes, [c.truth for c in both])
+            out["calibration"]["novel_cases"] = len(novel)
+    return out

@@ -1,0 +1,178 @@
+"""The behaviour model: how well each candidate's ATT&CK profile explains the observed features.
+
+A candidate is an ATT&CK group (with the campaigns ATT&CK attributes to it) or a campaign
+attributed to no group. ATT&CK cites, for each ``uses`` relationship, the reports that document
+it, so for a candidate ``c`` seen in ``n_c`` reports, ``n_cf`` of which show feature ``f``
+(a technique or software id), a report of ``c`` shows ``f`` with the smoothed rate::
+
+    theta_cf = (n_cf + alpha * b_f) / (n_c + alpha)
+
+where ``b_f`` is the rate over all groups' reports (the background: an actor not in the data).
+Observed features are scored as a Bernoulli naive-Bayes log-likelihood ratio against that
+background: a rare feature the candidate often shows counts much (about ``-log b_f``, an IDF), a
+common one little, a feature it never shows costs ``log(alpha / (n_c + alpha))``, and features
+the candidate usually shows but were not observed cost a little each (``log((1-theta)/(1-b))``),
+which keeps large profiles from winning by size alone. Software the candidate uses lends its own
+techniques at ``implied`` times its count. Software is scored like techniques; its rates are
+usually small, which is why custom malware weighs heavily.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from varde.analysis.attack import AttackIndex
+
+
+@dataclass(frozen=True)
+class Params:
+    """The model's few parameters (fitted on ATT&CK as a whole, never per case; see bench/)."""
+
+    alpha: float = 0.1  # smoothing toward the background rate
+    implied: float = 0.1  # share of a software's count lent to the techniques it uses
+    temperature: float = 2.0  # divides the summed llr (features are not independent)
+    unknown_prior: float = 0.5  # probability, before the evidence, that the actor is not in the data
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One observed feature's part in one candidate's score."""
+
+    feature: str
+    reports: float  # how many of the candidate's reports show it (fractional when implied)
+    how: str  # "uses", "campaign C…", "via software S…", "absent"
+    llr: float
+    shared_by: int  # how many groups document the feature
+
+
+def report_sets(index: AttackIndex) -> dict[tuple[str, str], frozenset[str]]:
+    """(candidate, feature) -> the reports citing it; campaigns folded into their group."""
+    reports: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for use in index.uses:
+        actor = index.actors.get(use.source)
+        if actor is None:
+            continue
+        owners = actor.attributed_to if actor.is_campaign and actor.attributed_to else (actor.id,)
+        for owner in owners:
+            reports[(owner, use.target)].update(use.citations or (f"uncited {actor.id}",))
+    return {k: frozenset(v) for k, v in reports.items()}
+
+
+class Basis:
+    """What every view of one index shares: features, report sets, software's techniques."""
+
+    def __init__(self, index: AttackIndex):
+        self.index = index
+        self.features = sorted(index.techniques.keys() | index.software.keys())
+        self.column = {f: i for i, f in enumerate(self.features)}
+        self.reports = report_sets(index)
+        lends: dict[int, set[int]] = defaultdict(set)
+        for use in index.uses:
+            if use.source not in index.actors and use.source in self.column and use.target in self.column:
+                lends[self.column[use.source]].add(self.column[use.target])
+        self.lends = {s: np.array(sorted(t)) for s, t in sorted(lends.items())}
+
+
+class Profiles:
+    """Candidate rates over all features, for one index or one held-out view of it.
+
+    ``forget`` drops reports everywhere (their relationships count only through other reports);
+    ``removed`` drops actors altogether. The evaluation uses both to hold a case out.
+    """
+
+    def __init__(self, basis: Basis | AttackIndex, params: Params = Params(),
+                 forget: frozenset[str] = frozenset(), removed: frozenset[str] = frozenset()):
+        self.basis = basis if isinstance(basis, Basis) else Basis(basis)
+        self.index, self.params = self.basis.index, params
+        self.features, self.column = self.basis.features, self.basis.column
+        seen = {k: v - forget for k, v in self.basis.reports.items()
+                if k[0] not in removed and k[1] in self.column and v - forget}
+        self.candidates = sorted({c for c, _ in seen})
+        self.row = {c: i for i, c in enumerate(self.candidates)}
+        self._fit(seen)
+
+    def _fit(self, seen: dict[tuple[str, str], frozenset[str]]) -> None:
+        counts = np.zeros((len(self.candidates), len(self.features)))
+        per_candidate: dict[str, set[str]] = defaultdict(set)
+        for (candidate, feature), cited in seen.items():
+            counts[self.row[candidate], self.column[feature]] = len(cited)
+            per_candidate[candidate] |= cited
+        self.reports = np.array([len(per_candidate[c]) for c in self.candidates], dtype=float)
+        self.direct = counts > 0
+        groups = np.array([c.startswith("G") for c in self.candidates])
+        self.shared_by = self.direct[groups].sum(axis=0)
+        counts = self._lend(counts)
+        a = self.params.alpha
+        background = (counts[groups].sum(axis=0) + 1) / (self.reports[groups].sum() + len(self.features))
+        theta = np.minimum((counts + a * background) / (self.reports[:, None] + a), 0.999)
+        absent = np.log((1 - theta) / (1 - background))
+        self.present = np.log(theta / background) - absent
+        self.absent, self.base = absent, absent.sum(axis=1)
+        self.counts = counts
+
+    def _lend(self, counts: np.ndarray) -> np.ndarray:
+        """Software lends ``implied`` of its count to the techniques it uses."""
+        if self.params.implied <= 0:
+            return counts
+        lent = counts.copy()
+        for software, techniques in self.basis.lends.items():
+            share = self.params.implied * counts[:, software]
+            if share.any():
+                lent[:, techniques] = np.maximum(lent[:, techniques], share[:, None])
+        return lent
+
+    def known(self, feature: str) -> bool:
+        """Whether the index knows the id (a technique or software of this release)."""
+        return feature in self.column
+
+    def scores(self, features: Iterable[str]) -> dict[str, float]:
+        """Each candidate's summed log-likelihood ratio for the observed (known) features."""
+        cols = [self.column[f] for f in dict.fromkeys(features) if f in self.column]
+        total = self.base + self.present[:, cols].sum(axis=1)
+        return {c: float(total[i]) for i, c in enumerate(self.candidates)}
+
+    def _lender(self, r: int, c: int) -> str:
+        for software, techniques in self.basis.lends.items():
+            if self.direct[r, software] and c in techniques:
+                return self.features[software]
+        return "?"
+
+    def contribution(self, candidate: str, feature: str) -> Contribution:
+        r, c = self.row[candidate], self.column[feature]
+        n = float(self.counts[r, c])
+        how = "uses" if self.direct[r, c] else ("via software " + self._lender(r, c) if n else "absent")
+        return Contribution(feature, n, how, float(self.present[r, c] + self.absent[r, c]), int(self.shared_by[c]))
+
+    def expected_absent(self, candidate: str, features: Iterable[str], limit: int = 3) -> list[tuple[str, float]]:
+        """The candidate's most characteristic features that were not observed, with their rate."""
+        r, observed = self.row[candidate], set(features)
+        rate = self.counts[r] / max(self.reports[r], 1.0)
+        order = np.argsort(self.absent[r], kind="stable")
+        out = []
+        for c in order[: limit * 4]:
+            if self.direct[r, c] and self.features[c] not in observed and rate[c] >= 0.5:
+                out.append((self.features[c], float(rate[c])))
+        return out[:limit]
+
+
+def posterior(scores: dict[str, float], params: Params,
+              prior: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
+    """Probabilities of the candidates and of an actor not in the data (softmax of tempered llr).
+
+    Before the evidence, an actor not in the data has the probability ``unknown_prior`` and the
+    candidates share the rest equally (times their victimology factor). The unknown actor explains
+    the features as the background does (llr 0), so generic evidence leaves its mass near the prior.
+    """
+    t, share = params.temperature, (1 - params.unknown_prior) / max(len(scores), 1)
+    logits = {c: s / t + math.log(share * (prior or {}).get(c, 1.0)) for c, s in scores.items()}
+    unknown = math.log(params.unknown_prior)
+    top = max([unknown, *logits.values()])
+    weights = {c: math.exp(v - top) for c, v in logits.items()}
+    rest = math.exp(unknown - top)
+    total = rest + sum(weights.values())
+    return {c: w / total for c, w in weights.items()}, rest / total
