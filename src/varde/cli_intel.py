@@ -89,7 +89,7 @@ def update_command(
             path = Path(source)
             if source.startswith(("https://", "http://")):
                 path = Path(tmp) / "enterprise-attack.json"
-                urllib.request.urlretrieve(source, path)  # noqa: S310 - the user asked for this URL
+                urllib.request.urlretrieve(source, path)
             index = build_index(_attack_path(path), misp)
         if not misp:
             index.misp = current.misp

@@ -25,7 +25,7 @@ from varde.analysis.attribution.words import Scale, confidence, likelihood
 from varde.report.document import Attribution, AttributionCandidate, CountryShare
 
 # Fitted on held-out ATT&CK cases (bench/attribution_bench.py), never per case.
-PARAMS = Params(alpha=0.1, implied=0.1, temperature=8.0, unknown_prior=0.3)
+PARAMS = Params(alpha=0.1, implied=0.1, temperature=5.66, unknown=(-0.19, -0.30, -0.18, -0.11))
 VICTIM_COUNTRY_FACTOR = 2.0  # prior weight when MISP lists the victim's country for the actor
 VICTIM_SECTOR_FACTOR = 1.5
 CODE_MATCH_RATIO = 50.0  # a YARA rule naming the actor itself
@@ -106,7 +106,7 @@ def attribute(evidence: AttributionInput, index: AttackIndex, as_of: date | str 
     strong: dict[str, list[str]] = defaultdict(list)
     _indicator_evidence(evidence, indicator_sets, resolve, scores, strong, notes)
     _code_evidence(evidence, resolve, scores, strong)
-    probs, unknown = posterior(scores, params, _prior(view, evidence, list(scores)))
+    probs, unknown = posterior(scores, params, len(known), _prior(view, evidence, list(scores)))
     order = sorted(probs, key=lambda c: (-probs[c], c))
     listed = [c for c in order[:MAX_CANDIDATES] if probs[c] >= MIN_PROBABILITY]
     candidates = [_candidate(view, profiles, c, probs[c], scores[c], known, strong.get(c, []), scale)

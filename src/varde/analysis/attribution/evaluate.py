@@ -16,11 +16,13 @@ Ties rank pessimistically: the truth ranks behind every candidate with the same 
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from varde.analysis.attack import AttackIndex
+from varde.analysis.attribution.calibrate import Row, fit
 from varde.analysis.attribution.model import Basis, Params, Profiles, posterior, report_sets
 
 MIN_FEATURES = 5
@@ -35,6 +37,10 @@ class Case:
     features: tuple[str, ...]
     forget: frozenset[str]  # reports taken out everywhere
     removed: frozenset[str] = frozenset()  # actors taken out altogether
+
+    @property
+    def removed_group(self) -> str:
+        return min((a for a in self.removed if a.startswith("G")), default="")
 
 
 @dataclass
@@ -114,18 +120,37 @@ def novel_cases(cases: list[Case]) -> Iterator[Case]:
                    case.removed | {case.truth})
 
 
-def run_case(basis: Basis, case: Case, params: Params) -> Outcome:
+@dataclass(frozen=True)
+class Scored:
+    """A case and every candidate's score against the index that forgot it."""
+
+    case: Case
+    scores: dict[str, float]
+    features: int
+
+    @property
+    def row(self) -> Row:
+        return self.case.truth, self.scores, self.features
+
+
+def score_case(basis: Basis, case: Case, params: Params) -> Scored:
     """Score one case against the index without what it must forget."""
     index = basis.index
     removed = case.removed | {c.id for c in index.campaigns() if set(c.attributed_to) & case.removed}
     profiles = Profiles(basis, params, case.forget, frozenset(removed))
-    scores = profiles.scores(case.features)
-    probs, unknown = posterior(scores, params)
-    return _outcome(index, case, scores, probs, unknown)
+    known = [f for f in case.features if profiles.known(f)]
+    return Scored(case, profiles.scores(known), len(known))
 
 
-def _outcome(index: AttackIndex, case: Case, scores: dict[str, float], probs: dict[str, float],
-             unknown: float) -> Outcome:
+def run_case(basis: Basis, case: Case, params: Params) -> Outcome:
+    """Score one case and turn the scores into its outcome."""
+    return outcome(basis.index, score_case(basis, case, params), params)
+
+
+def outcome(index: AttackIndex, scored: Scored, params: Params) -> Outcome:
+    """Rank, probabilities and countries of one scored case."""
+    case, scores = scored.case, scored.scores
+    probs, unknown = posterior(scores, params, scored.features)
     order = sorted(scores, key=lambda c: (-scores[c], c))
     top = order[0] if order else None
     rank = None
@@ -169,11 +194,27 @@ def calibration(outcomes: list[Outcome], truths: list[str], bins: int = 10) -> d
     for b in range(bins):
         members = [i for i, c in enumerate(confidences) if min(int(c * bins), bins - 1) == b]
         if members:
-            gap = sum(confidences[i] for i in members) / len(members) - sum(correct[i] for i in members) / len(members)
-            ece += len(members) / len(confidences) * abs(gap)
+            gap = sum(confidences[i] for i in members) - sum(correct[i] for i in members)
+            ece += abs(gap) / len(confidences)
     brier = sum((1 - o.truth_probability) ** 2 for o in outcomes) / max(len(outcomes), 1)
     return {"cases": len(outcomes), "ece": ece, "brier": brier,
             "accuracy": sum(correct) / max(len(correct), 1)}
+
+
+def _fold(scored: Scored) -> int:
+    return zlib.crc32((scored.case.truth or scored.case.removed_group).encode()) % 2
+
+
+def cross_fitted(index: AttackIndex, scored: list[Scored], base: Params) -> dict:
+    """Calibration measured on each half of the groups with parameters fitted on the other half."""
+    outcomes, truths = [], []
+    for fold in (0, 1):
+        train = [s.row for s in scored if _fold(s) != fold]
+        params = fit(train, base)
+        for s in (s for s in scored if _fold(s) == fold):
+            outcomes.append(outcome(index, s, params))
+            truths.append(s.case.truth)
+    return calibration(outcomes, truths)
 
 
 def evaluate(index: AttackIndex, params: Params | None = None, step: int = 1) -> dict:
@@ -186,7 +227,8 @@ def evaluate(index: AttackIndex, params: Params | None = None, step: int = 1) ->
     for software in (False, True):
         label = "techniques+software" if software else "techniques"
         cases = list(loro_cases(index, software, basis.reports))[::step]
-        tally = Tally([run_case(basis, c, params) for c in cases])
+        scored = [score_case(basis, c, params) for c in cases]
+        tally = Tally([outcome(index, s, params) for s in scored])
         out[f"E1 {label}"] = tally.summary()
         top, rated = tally.country("top")
         best, _ = tally.country("best")
@@ -194,9 +236,11 @@ def evaluate(index: AttackIndex, params: Params | None = None, step: int = 1) ->
         campaigns = list(campaign_cases(index, software))
         out[f"E2 {label}"] = Tally([run_case(basis, c, params) for c in campaigns]).summary()
         if software:
-            novel = list(novel_cases(cases))[::2]
-            both = cases + novel
-            outcomes = tally.outcomes + [run_case(basis, c, params) for c in novel]
-            out["calibration"] = calibration(outcomes, [c.truth for c in both])
-            out["calibration"]["novel_cases"] = len(novel)
+            novel = [score_case(basis, c, params) for c in list(novel_cases(cases))[::2]]
+            both = scored + novel
+            out["calibration"] = {**cross_fitted(index, both, params), "novel_cases": len(novel),
+                                  "shipped_params": calibration([outcome(index, s, params) for s in both],
+                                                                [s.case.truth for s in both])}
+            fitted = fit([s.row for s in both], params)
+            out["fitted_on_all"] = {"temperature": fitted.temperature, "unknown": list(fitted.unknown)}
     return out

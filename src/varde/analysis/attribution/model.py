@@ -35,8 +35,10 @@ class Params:
 
     alpha: float = 0.1  # smoothing toward the background rate
     implied: float = 0.1  # share of a software's count lent to the techniques it uses
-    temperature: float = 2.0  # divides the summed llr (features are not independent)
-    unknown_prior: float = 0.5  # probability, before the evidence, that the actor is not in the data
+    temperature: float = 8.0  # divides the summed llr (features are not independent)
+    # Logistic model of "an actor not in the data" on how well the best candidate explains the
+    # evidence: bias, best tempered score, its lead over the second, log(1 + features).
+    unknown: tuple[float, float, float, float] = (0.0, -1.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,10 @@ class Profiles:
     ``removed`` drops actors altogether. The evaluation uses both to hold a case out.
     """
 
-    def __init__(self, basis: Basis | AttackIndex, params: Params = Params(),
+    def __init__(self, basis: Basis | AttackIndex, params: Params | None = None,
                  forget: frozenset[str] = frozenset(), removed: frozenset[str] = frozenset()):
         self.basis = basis if isinstance(basis, Basis) else Basis(basis)
-        self.index, self.params = self.basis.index, params
+        self.index, self.params = self.basis.index, params or Params()
         self.features, self.column = self.basis.features, self.basis.column
         seen = {k: v - forget for k, v in self.basis.reports.items()
                 if k[0] not in removed and k[1] in self.column and v - forget}
@@ -160,19 +162,25 @@ class Profiles:
         return out[:limit]
 
 
-def posterior(scores: dict[str, float], params: Params,
-              prior: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
-    """Probabilities of the candidates and of an actor not in the data (softmax of tempered llr).
+def unknown_features(scores: dict[str, float], features: int, temperature: float) -> tuple[float, ...]:
+    """What the unknown-actor model looks at: 1, best score, lead over the second, log(1 + n)."""
+    ranked = sorted(scores.values(), reverse=True) + [0.0, 0.0]
+    return 1.0, ranked[0] / temperature, (ranked[0] - ranked[1]) / temperature, math.log1p(features)
 
-    Before the evidence, an actor not in the data has the probability ``unknown_prior`` and the
-    candidates share the rest equally (times their victimology factor). The unknown actor explains
-    the features as the background does (llr 0), so generic evidence leaves its mass near the prior.
+
+def posterior(scores: dict[str, float], params: Params, features: int,
+              prior: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
+    """Probabilities of the candidates and of an actor not in the data.
+
+    The unknown mass comes from a logistic model on how well the best candidate explains the
+    evidence (:func:`unknown_features`); the candidates share the rest by a softmax of their
+    tempered scores plus the log of their victimology prior factor.
     """
-    t, share = params.temperature, (1 - params.unknown_prior) / max(len(scores), 1)
-    logits = {c: s / t + math.log(share * (prior or {}).get(c, 1.0)) for c, s in scores.items()}
-    unknown = math.log(params.unknown_prior)
-    top = max([unknown, *logits.values()])
+    x = unknown_features(scores, features, params.temperature)
+    z = sum(w * v for w, v in zip(params.unknown, x, strict=True))
+    unknown = 1 / (1 + math.exp(-max(min(z, 50.0), -50.0)))
+    logits = {c: s / params.temperature + math.log((prior or {}).get(c, 1.0)) for c, s in scores.items()}
+    top = max(logits.values(), default=0.0)
     weights = {c: math.exp(v - top) for c, v in logits.items()}
-    rest = math.exp(unknown - top)
-    total = rest + sum(weights.values())
-    return {c: w / total for c, w in weights.items()}, rest / total
+    total = sum(weights.values()) or 1.0
+    return {c: (1 - unknown) * w / total for c, w in weights.items()}, unknown

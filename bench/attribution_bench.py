@@ -1,0 +1,45 @@
+"""Run the attribution evaluation (research/attribution.md §2.3 protocols) and append the figures
+to bench/RESULTS.md. Usage: ``PYTHONPATH=src python bench/attribution_bench.py [INTEL_DIR] [STEP]``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from varde.analysis.attack import build_index
+from varde.analysis.attribution.evaluate import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    intel = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "intel"
+    step = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    clusters = intel / "misp-galaxy" / "clusters"
+    index = build_index(intel / "attack", [clusters / "threat-actor.json", clusters / "microsoft-activity-group.json"])
+    start = time.monotonic()
+    r = evaluate(index, step=step)
+    took = time.monotonic() - start
+    lines = [f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — attribution evaluation (ATT&CK {r['attack_version']})\n",
+             (f"- {r['groups']} groups; params {r['params']}; every {step}. case; {took:.0f} s on the shared "
+              "2-core machine (indicative)\n"), "| protocol | cases | top-1 | top-5 | top-10 | MRR |", "|---|---:|---:|---:|---:|---:|"]
+    for key in ("E1 techniques", "E1 techniques+software", "E2 techniques", "E2 techniques+software"):
+        s = r[key]
+        lines.append(f"| {key} | {s['cases']} | {s['top1']:.3f} | {s['top5']:.3f} | {s['top10']:.3f} | {s['mrr']:.3f} |")
+    for key in ("E3 techniques", "E3 techniques+software"):
+        s = r[key]
+        lines.append(f"\n- {key}: {s['cases']} cases, country of top candidate {s['country_of_top_candidate']:.3f}, "
+                     f"most probable country {s['most_probable_country']:.3f}")
+    c = r["calibration"]
+    lines.append(f"- calibration (E1 techniques+software plus {c['novel_cases']} cases whose group was removed): "
+                 f"ECE {c['ece']:.3f}, Brier (truth) {c['brier']:.3f}, top-answer accuracy {c['accuracy']:.3f}\n")
+    with (ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
