@@ -97,7 +97,11 @@ def provisional_verdict(findings: Sequence[Finding], events: int) -> Verdict:
 
 
 def build_report(
-    store: EventStore, outcomes: Sequence[RulesetOutcome], findings: list[Finding], created: datetime
+    store: EventStore,
+    outcomes: Sequence[RulesetOutcome],
+    findings: list[Finding],
+    created: datetime,
+    other_rulesets: Sequence[RulesetEntry] = (),
 ) -> Report:
     """The report document for the case as it stands."""
     events = store.event_count()
@@ -106,7 +110,7 @@ def build_report(
             tool_version=__version__,
             created=created,
             evidence=evidence_entries(store),
-            rulesets=[o.entry() for o in outcomes],
+            rulesets=[*(o.entry() for o in outcomes), *other_rulesets],
             attack_version=ATTACK_VERSION,
             events=events,
         ),

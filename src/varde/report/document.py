@@ -98,6 +98,8 @@ class Finding(Model):
     rule_path: str | None = None
     references: list[str] = []
     description: str | None = None
+    cves: list[str] = []  # vulnerabilities this finding is evidence of
+    exploited: bool | None = None  # True: shows successful exploitation; False: a failed try
 
 
 class Warning(Model):
