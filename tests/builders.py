@@ -43,7 +43,7 @@ def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> 
     return buffer.getvalue()
 
 
-def store_with(path, events: dict[tuple[str | None, int | None], list[dict]]):  # noqa: ANN001, ANN201
+def store_with(path, events: dict[tuple[str | None, int | None], list[dict]]):
     """An EventStore at ``path`` holding ``events``: (channel, event id) -> list of field dicts.
 
     A field dict may carry the common columns ``ts`` (ISO text, UTC), ``host`` and ``provider``;
@@ -63,7 +63,7 @@ def store_with(path, events: dict[tuple[str | None, int | None], list[dict]]):  
         for row in rows:
             row = dict(row)
             ts = row.pop("ts", None)
-            ts_us = int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1_000_000) if ts else None
+            ts_us = int(datetime.fromisoformat(ts).timestamp() * 1_000_000) if ts else None
             host, provider = row.pop("host", None), row.pop("provider", None)
             context.event(f"line {context.records + 1}", ts_us, host, channel, provider, event_id, None, row)
     context.flush()

@@ -124,10 +124,10 @@ def test_vdir_script_in_cmdlet_and_ecp_logs(tmp_path):
 
 
 def test_oab_generator_write_outside_the_oab_folder(tmp_path):
+    inside = "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\ClientAccess\\OAB\\Temp\\a.tmp"
     lines = [
         "Download failed and temporary file C:\\inetpub\\wwwroot\\aspnet_client\\discover.aspx needs to be removed",
-        "Download failed and temporary file C:\\Program Files\\Microsoft\\Exchange Server\\V15\\ClientAccess\\OAB\\"
-        "Temp\\a.tmp needs to be removed",
+        f"Download failed and temporary file {inside} needs to be removed",
     ]
     hits = found(tmp_path, {("Exchange OAB Generator", None): [{"ts": "2021-03-03T07:00:00Z", "Message": m}
                                                                for m in lines]})

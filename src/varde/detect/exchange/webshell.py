@@ -59,12 +59,22 @@ FILE_WRITE = DetectorRule(
     level="high",
     techniques=("T1505.003",),
     description="w3wp.exe, UMWorkerProcess.exe or MSExchangeMailboxReplication.exe created a script file "
-    "under a web folder (Sysmon 11 or Security 4663): how ProxyLogon and ProxyShell web shells arrive.",
+    "under a web folder (Sysmon 11 or Security 4663), or one arrived there over SMB from the server itself "
+    "(System in Sysmon 11, Security 5145 from loopback): how ProxyLogon and ProxyShell web shells arrive.",
     references=_REFS,
 )
 
 _WRITERS = ("w3wp.exe", "umworkerprocess.exe", "umservice.exe", "msexchangemailboxreplication.exe")
 _WEB_FOLDERS = ("\\inetpub\\wwwroot\\", "\\frontend\\httpproxy\\", "\\clientaccess\\")
+#: Events that show a file written: (channel, event ids, actor field, file field, who may write:
+#: SQL with {writers} = the actor is an Exchange or IIS process, {actor} = the actor field).
+#: ``System`` (pid 4) writes what arrives over SMB: ProxyLogon's reset writes through the UNC
+#: path \\127.0.0.1\c$\..., seen as Sysmon 11 by System and Security 5145 from loopback.
+_WRITE_EVENTS = (
+    ("Microsoft-Windows-Sysmon/Operational", (11,), "Image", "TargetFilename", "{writers} OR lower({actor}) = 'system'"),
+    ("Security", (4663,), "ProcessName", "ObjectName", "{writers}"),
+    ("Security", (5145,), "ShareName", "RelativeTargetName", "IpAddress IN ('127.0.0.1', '::1')"),
+)
 
 
 @dataclass(frozen=True)
@@ -131,13 +141,13 @@ class WebShell:
 
     def _file_writes(self, store: EventStore) -> Iterator[Hit]:
         facts = web_folders()
-        for channel, event_ids, process, target in (("Microsoft-Windows-Sysmon/Operational", (11,), "Image", "TargetFilename"),
-                                                   ("Security", (4663,), "ProcessName", "ObjectName")):
-            source = store.select(channel, (process, target), event_ids)
+        for channel, event_ids, actor, target, by_whom in _WRITE_EVENTS:
+            source = store.select(channel, (actor, target, "IpAddress"), event_ids)
             if source is None:
                 continue
-            writer = " OR ".join(f"lower({process}) LIKE {sql_literal('%' + w)}" for w in _WRITERS)
             folder = " OR ".join(f"lower({target}) LIKE {sql_literal('%' + f + '%')}" for f in _WEB_FOLDERS)
             script = " OR ".join(f"lower({target}) LIKE {sql_literal('%' + e)}" for e in facts.script_extensions)
-            yield from hits(store, FILE_WRITE, f"""SELECT key, {target} AS webshell, {target} AS path FROM {source}
-                WHERE ({writer}) AND ({folder}) AND ({script})""")
+            writers = " OR ".join(f"lower({actor}) LIKE {sql_literal('%' + w)}" for w in _WRITERS)
+            writer = by_whom.format(writers=writers, actor=actor)
+            yield from hits(store, FILE_WRITE, f"""SELECT key, {target} AS webshell, {target} AS path,
+                nullif(IpAddress, '-') AS source_ip FROM {source} WHERE ({writer}) AND ({folder}) AND ({script})""")
