@@ -1,1 +1,1 @@
-"""Analysis of findings: the ATT&CK index and attribution."""
+"""Analysis: turn findings into answers (vulnerabilities, web shells, intruders, attribution)."""
