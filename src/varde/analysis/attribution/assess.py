@@ -25,7 +25,7 @@ from varde.analysis.attribution.words import Scale, confidence, likelihood
 from varde.report.document import Attribution, AttributionCandidate, CountryShare
 
 # Fitted on held-out ATT&CK cases (bench/attribution_bench.py), never per case.
-PARAMS = Params(alpha=0.1, implied=0.1, temperature=5.66, unknown=(-0.19, -0.30, -0.18, -0.11))
+PARAMS = Params(alpha=0.1, implied=0.1, temperature=5.66, unknown=(-0.68, -0.20, -0.34, 0.15))
 VICTIM_COUNTRY_FACTOR = 2.0  # prior weight when MISP lists the victim's country for the actor
 VICTIM_SECTOR_FACTOR = 1.5
 CODE_MATCH_RATIO = 50.0  # a YARA rule naming the actor itself
