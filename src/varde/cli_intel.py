@@ -108,10 +108,24 @@ def _split(values: list[str]) -> list[str]:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
+def _code_matches(path: Path | None) -> list[dict[str, str]]:
+    if path is None:
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IntelError(f"{path}: not a JSON list of rule metadata: {exc}") from exc
+    if not isinstance(data, list):
+        raise IntelError(f"{path}: not a JSON list of rule metadata")
+    return [{str(k): str(v) for k, v in item.items()} for item in data if isinstance(item, dict)]
+
+
 def attribute_command(
     techniques: Annotated[list[str], typer.Option("--techniques", help="ATT&CK technique ids, comma-separated.")] = [],  # noqa: B006
     software: Annotated[list[str], typer.Option("--software", help="ATT&CK software ids or names.")] = [],  # noqa: B006
     ioc: Annotated[Path | None, typer.Option("--ioc", help="Observed indicators, one per line.")] = None,
+    code_match: Annotated[Path | None, typer.Option(
+        "--code-match", help="JSON list of YARA rule metadata (family / actor keys) that matched.")] = None,
     ioc_set: Annotated[list[Path], typer.Option("--ioc-set", help="Actor-labelled indicator set CSV (repeatable).")] = [],  # noqa: B006
     victim_country: Annotated[str | None, typer.Option(help="Victim country, ISO 3166 alpha-2.")] = None,
     victim_sector: Annotated[str | None, typer.Option(help="Victim sector, e.g. Government.")] = None,
@@ -127,7 +141,8 @@ def attribute_command(
         index = AttackIndex.load(index_file) if index_file else load_default_index()
         evidence = AttributionInput(
             techniques=_split(techniques), software=_split(software),
-            indicators=read_observed(ioc) if ioc else [], victim_country=victim_country,
+            indicators=read_observed(ioc) if ioc else [], code_matches=_code_matches(code_match),
+            victim_country=victim_country,
             victim_sector=victim_sector)
         sets = [i for path in ioc_set for i in load_set(path)]
         result = attribute(evidence, index, as_of, indicator_sets=sets, scale=scale)  # type: ignore[arg-type]

@@ -152,6 +152,34 @@ def test_eval_cli_on_tiny_data(tiny_dir: Path) -> None:
     assert doc["E2 techniques+software"]["cases"] == 1
 
 
+def test_code_match_is_strong_evidence(tiny: AttackIndex, tmp_path: Path) -> None:
+    path = tmp_path / "idx.json.gz"
+    tiny.save(path)
+    meta = tmp_path / "yara.json"
+    meta.write_text(json.dumps([{"rule": "BetaLoader", "actor": "Beta", "reference": "https://example.org/y"},
+                                {"rule": "AlphaShellA", "malware_family": "AlphaShell"}]))
+    run = CliRunner().invoke(app, ["attribute", "--index", str(path), "--techniques", "T1078",
+                                   "--code-match", str(meta), "--json"])
+    assert run.exit_code == 0, run.output
+    doc = json.loads(run.output)
+    beta = next(c for c in doc["candidates"] if c["attack_id"] == "G0002")
+    assert any(e.startswith("code match: BetaLoader") for e in beta["evidence_for"])
+    assert beta["confidence"] in ("moderate", "high")
+    alpha = next(c for c in doc["candidates"] if c["attack_id"] == "G0001")
+    assert any(e.startswith("S0001 AlphaShell") for e in alpha["evidence_for"])
+
+
+def test_cli_intel_update_writes_the_user_index(tiny_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("VARDE_DATA_DIR", str(tmp_path))
+    run = CliRunner().invoke(app, ["intel", "update", "--from", str(tiny_dir)])
+    assert run.exit_code == 0, run.output
+    from varde.cli_intel import load_default_index
+
+    index = load_default_index()
+    assert sorted(index.actors) == ["C0001", "G0001", "G0002", "G0003"]
+    assert index.misp  # the MISP part of the index in use is kept
+
+
 def test_words() -> None:
     assert likelihood(0.9) == "very likely" and likelihood(0.5) == "roughly even chance"
     assert likelihood(0.9, "phia") == "highly likely" and likelihood(0.02, "phia") == "remote chance"

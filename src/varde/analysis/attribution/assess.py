@@ -18,14 +18,14 @@ from datetime import date
 import pycountry
 from pydantic import BaseModel, ConfigDict
 
-from varde.analysis.attack import AttackIndex
+from varde.analysis.attack import AttackIndex, Use
 from varde.analysis.attribution import indicators as ioc
 from varde.analysis.attribution.model import Params, Profiles, posterior
 from varde.analysis.attribution.words import Scale, confidence, likelihood
 from varde.report.document import Attribution, AttributionCandidate, CountryShare
 
 # Fitted on held-out ATT&CK cases (bench/attribution_bench.py), never per case.
-PARAMS = Params(alpha=0.1, implied=0.1, temperature=5.66, unknown=(-0.68, -0.20, -0.34, 0.15))
+PARAMS = Params(alpha=0.1, implied=0.1, temperature=2.83, unknown=(-0.679, -0.0986, -0.1725, 0.1548))
 VICTIM_COUNTRY_FACTOR = 2.0  # prior weight when MISP lists the victim's country for the actor
 VICTIM_SECTOR_FACTOR = 1.5
 CODE_MATCH_RATIO = 50.0  # a YARA rule naming the actor itself
@@ -162,8 +162,9 @@ def _candidate(index, profiles, cid, p, score, known, strong, scale) -> Attribut
     contributions = sorted((profiles.contribution(cid, f) for f in known), key=lambda c: (-c.llr, c.feature))
     specific = sum(1 for c in contributions if c.reports and c.shared_by <= SPECIFIC)
     strong_count = sum(1 for s in strong if not s.startswith("weak: "))
-    groups = profiles.shared_by.size and int(sum(1 for c in profiles.candidates if c.startswith("G")))
-    evidence_for = [*strong, *(_why(index, cid, c, groups) for c in contributions if c.reports)]
+    groups = sum(1 for c in profiles.candidates if c.startswith("G"))
+    quotes = _procedures(index, cid)
+    evidence_for = [*strong, *(_why(index, c, groups, quotes.get(c.feature)) for c in contributions if c.reports)]
     against = [f"{c.feature} {index.name_of(c.feature)}: observed, not documented for {actor.name} "
                f"(llr {c.llr:+.2f})" for c in reversed(contributions) if not c.reports][:5]
     against += [f"{f} {index.name_of(f)}: in {rate:.0%} of {actor.name}'s reports, not observed"
@@ -177,16 +178,23 @@ def _candidate(index, profiles, cid, p, score, known, strong, scale) -> Attribut
         kind="campaign" if actor.is_campaign else "group", score=round(score, 3))
 
 
-def _why(index: AttackIndex, cid: str, c, groups: int) -> str:
-    text = (f"{c.feature} {index.name_of(c.feature)}: {c.how}, shared by {c.shared_by} of {groups} groups, "
-            f"llr {c.llr:+.2f}")
+def _procedures(index: AttackIndex, cid: str) -> dict[str, Use]:
+    """The first ATT&CK procedure text per feature for a candidate and its campaigns."""
     ids = {cid, *(a.id for a in index.campaigns() if cid in a.attributed_to)}
+    out: dict[str, Use] = {}
     for use in index.uses:
-        if use.source in ids and use.target == c.feature and use.text:
-            quote = use.text if len(use.text) <= 240 else use.text[:237] + "..."
-            cites = "; ".join(use.citations[:2]) or "no citation"
-            return f"{text}. ATT&CK: \"{quote}\" ({cites})"
-    return text
+        if use.source in ids and use.text:
+            out.setdefault(use.target, use)
+    return out
+
+
+def _why(index: AttackIndex, c, groups: int, use: Use | None) -> str:
+    text = (f"{c.feature} {index.name_of(c.feature)}: {c.how}, in {c.reports:g} reports, shared by "
+            f"{c.shared_by} of {groups} groups, llr {c.llr:+.2f}")
+    if use is None:
+        return text
+    quote = use.text if len(use.text) <= 240 else use.text[:237] + "..."
+    return f"{text}. ATT&CK: \"{quote}\" ({'; '.join(use.citations[:2]) or 'no citation'})"
 
 
 def _campaign_country(index: AttackIndex, actor) -> str | None:

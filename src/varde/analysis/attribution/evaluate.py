@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from varde.analysis.attack import AttackIndex
-from varde.analysis.attribution.calibrate import Row, fit
+from varde.analysis.attribution.calibrate import Row, fit, judge, summary
 from varde.analysis.attribution.model import Basis, Params, Profiles, posterior, report_sets
 
 MIN_FEATURES = 5
@@ -176,45 +176,17 @@ def _country(index: AttackIndex, actor_id: str | None) -> str | None:
     return countries.pop() if len(countries) == 1 else None
 
 
-def calibration(outcomes: list[Outcome], truths: list[str], bins: int = 10) -> dict:
-    """ECE of the top answer (a candidate or "unknown") and the Brier score of the truth's mass.
-
-    The Brier score here is the binary one on the truth's probability, ``(1 - p_truth)^2``,
-    averaged (a lower bound of the multi-class score, which also counts the wrong candidates' mass).
-    """
-    confidences, correct = [], []
-    for o, truth in zip(outcomes, truths, strict=True):
-        if o.unknown >= o.top_probability:
-            confidences.append(o.unknown)
-            correct.append(truth == "")
-        else:
-            confidences.append(o.top_probability)
-            correct.append(o.top == truth)
-    ece = 0.0
-    for b in range(bins):
-        members = [i for i, c in enumerate(confidences) if min(int(c * bins), bins - 1) == b]
-        if members:
-            gap = sum(confidences[i] for i in members) - sum(correct[i] for i in members)
-            ece += abs(gap) / len(confidences)
-    brier = sum((1 - o.truth_probability) ** 2 for o in outcomes) / max(len(outcomes), 1)
-    return {"cases": len(outcomes), "ece": ece, "brier": brier,
-            "accuracy": sum(correct) / max(len(correct), 1)}
-
-
 def _fold(scored: Scored) -> int:
     return zlib.crc32((scored.case.truth or scored.case.removed_group).encode()) % 2
 
 
 def cross_fitted(index: AttackIndex, scored: list[Scored], base: Params) -> dict:
     """Calibration measured on each half of the groups with parameters fitted on the other half."""
-    outcomes, truths = [], []
+    judged = []
     for fold in (0, 1):
-        train = [s.row for s in scored if _fold(s) != fold]
-        params = fit(train, base)
-        for s in (s for s in scored if _fold(s) == fold):
-            outcomes.append(outcome(index, s, params))
-            truths.append(s.case.truth)
-    return calibration(outcomes, truths)
+        params = fit([s.row for s in scored if _fold(s) != fold], base)
+        judged += judge([s.row for s in scored if _fold(s) == fold], params)
+    return summary(judged)
 
 
 def evaluate(index: AttackIndex, params: Params | None = None, step: int = 1) -> dict:
@@ -239,8 +211,7 @@ def evaluate(index: AttackIndex, params: Params | None = None, step: int = 1) ->
             novel = [score_case(basis, c, params) for c in list(novel_cases(cases))[::2]]
             both = scored + novel
             out["calibration"] = {**cross_fitted(index, both, params), "novel_cases": len(novel),
-                                  "shipped_params": calibration([outcome(index, s, params) for s in both],
-                                                                [s.case.truth for s in both])}
+                                  "shipped_params": summary(judge([s.row for s in both], params))}
             fitted = fit([s.row for s in both], params)
             out["fitted_on_all"] = {"temperature": fitted.temperature, "unknown": list(fitted.unknown)}
     return out
