@@ -117,10 +117,6 @@ class AttackIndex:
     def campaigns(self) -> list[Actor]:
         return sorted((a for a in self.actors.values() if a.is_campaign), key=lambda a: a.id)
 
-    def profile(self, actor_id: str) -> set[str]:
-        """The features (technique and software ids) an actor is documented to use."""
-        return {u.target for u in self.uses if u.source == actor_id}
-
     def name_of(self, feature: str) -> str:
         """A technique's or software's name, or the id itself."""
         if feature in self.techniques:

@@ -99,7 +99,9 @@ def campaign_cases(index: AttackIndex, software: bool) -> Iterator[Case]:
     """E2 cases: each campaign ATT&CK attributes to exactly one group.
 
     The query is the campaign's own features; the campaign and all of its reports are forgotten
-    (so the group keeps only what other reports say about it).
+    (so the group keeps only what other reports say about it). Removing only the campaign's own
+    relationships, as the research notes did, leaks: ATT&CK documents the group from the same
+    reports, and this model then ranks the group first in 22 of 22 cases.
     """
     for campaign in index.campaigns():
         if len(campaign.attributed_to) != 1:
