@@ -100,7 +100,10 @@ def list_groups(store: EventStore) -> list[Group]:
             f"SELECT count(*), bool_or(provider IS NOT NULL){counts} FROM {quote(partition.table)}"
         ).fetchall()[0]
         present = tuple(pair for pair, n in zip(fields, filled, strict=True) if n)
-        groups.append(Group(channel, event_id, int(events), bool(windows), partition.table, present))
+        # Windows events name a provider and an event id; text logs (IIS, Exchange's CSV logs) have
+        # no event id, so rules for "any Windows channel" do not run over them
+        windows = bool(windows) and event_id is not None
+        groups.append(Group(channel, event_id, int(events), windows, partition.table, present))
     return sorted(groups, key=lambda g: (-g.events, g.channel or "", g.event_id or 0))
 
 
