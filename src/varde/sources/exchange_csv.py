@@ -78,12 +78,10 @@ class ExchangeCsvReader:
     name = "exchange-csv"
 
     def sniff(self, head: bytes, name: str) -> bool:
-        """A directive header with ``#Log-type:`` or a comma-separated ``#Fields:`` line, written
-        by Exchange (``#Software: Microsoft Exchange``) or with Exchange's first columns."""
+        """A directive block written by Exchange (``#Software: Microsoft Exchange``), or one with
+        ``#Log-type:`` and a comma-separated ``#Fields:`` line (lines before it are tolerated)."""
         text = head.removeprefix(b"\xef\xbb\xbf")
-        if not text.startswith(b"#"):
-            return False
-        if b"#Software: Microsoft Exchange" in text[:1024]:
+        if re.search(rb"^#Software: Microsoft Exchange", text, re.MULTILINE):
             return True
         fields = re.search(rb"^#Fields: *([^\r\n]*)", text, re.MULTILINE)
         return bool(fields) and b"," in fields.group(1) and re.search(rb"^#Log-type:", text, re.MULTILINE) is not None
