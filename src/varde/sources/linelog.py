@@ -319,7 +319,7 @@ def parse_lines(data: bytes, fields: tuple[str, ...], dialect: Dialect) -> tuple
         ),
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.string() for name in fields}, strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
+            quoted_strings_can_be_null=False, check_utf8=False,  # the block was checked (and repaired) before
         ),
     )
     return table, bad

@@ -41,12 +41,26 @@ def parse_times(text: pa.Array | pa.ChunkedArray, lines: np.ndarray, warnings: L
 def decode_url(value: str) -> str:
     """``value`` percent-decoded until it no longer changes (at most DECODE_ROUNDS times); bytes
     that are not UTF-8 become U+FFFD. ``+`` stays ``+`` (it is a space only in form bodies)."""
+    return _decoded([value])[0]
+
+
+def _decoded(values: list[str]) -> list[str]:
+    """:func:`decode_url` of many values: each round decodes them all joined by newlines in one
+    call (a value that decodes to a newline makes that round go value by value)."""
     for _ in range(DECODE_ROUNDS):
-        decoded = unquote(value, errors="replace")
-        if decoded == value:
+        pending = [n for n, v in enumerate(values) if "%" in v]
+        if not pending:
             break
-        value = decoded
-    return value
+        parts = unquote("\n".join(values[n] for n in pending), errors="replace").split("\n")
+        if len(parts) != len(pending):
+            parts = [unquote(values[n], errors="replace") for n in pending]
+        changed = False
+        for n, part in zip(pending, parts, strict=True):
+            changed |= part != values[n]
+            values[n] = part
+        if not changed:
+            break
+    return values
 
 
 def percent_decoded(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -56,5 +70,5 @@ def percent_decoded(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     mask = pc.fill_null(pc.match_substring(column, "%"), False)
     if not pc.any(mask).as_py():
         return column
-    decoded = [decode_url(v) for v in pc.filter(column, mask).to_pylist()]
+    decoded = _decoded(pc.filter(column, mask).to_pylist())
     return pc.replace_with_mask(column, mask, pa.array(decoded, pa.string()))
