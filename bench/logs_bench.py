@@ -94,7 +94,9 @@ def main() -> None:
         meta = make_logs.build(size, folder)
         if args.wait_quiet:
             hunt_bench.wait_quiet(args.wait_quiet)
-        result = hunt_bench.run_hunt(folder, meta, size, rules, args.workers, {})
+        # the varde of this checkout (the venv's may be an editable install of another one)
+        env = {"PYTHONPATH": str(hunt_bench.REPO / "src")}
+        result = hunt_bench.run_hunt(folder, meta, size, rules, args.workers, env)
         hunt_bench.report_run(result)
         results.append(result)
     text = render(results, len(list(rules.glob("*.yml"))), args.note)

@@ -30,8 +30,9 @@ from varde.sources.base import EvidenceFile, ReadContext
 
 #: Longest line read; longer ones are skipped with a warning (no IIS or Exchange line is near it).
 MAX_LINE_BYTES = 1 << 20
-#: Bytes read per block: large enough to amortise the per-call cost, small enough for flat memory.
-BLOCK_BYTES = 8 << 20
+#: Bytes read per block: enough to amortise the per-call cost; 2 MiB read faster than 8 MiB (cache)
+#: with half the memory (measured on HttpProxy logs).
+BLOCK_BYTES = 2 << 20
 #: Warnings of one kind given line by line per file; beyond that they are summed up at the end.
 MAX_LINE_WARNINGS = 200
 
