@@ -131,3 +131,11 @@ def store_with(path, events: dict[tuple[str | None, int | None], list[dict]]):
     store.finish_evidence(1, None, context.records, 0, True)
     store.refresh_view()
     return store
+
+
+def write_file(folder: Path, name: str, text: str | bytes) -> Path:
+    """Write ``text`` to ``folder/name`` (folders made as needed) and return the path."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path

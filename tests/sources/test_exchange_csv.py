@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from builders import read
+from builders import write_file as write
 
 from varde.sources.exchange_csv import ExchangeCsvReader, family_of, split_pairs
 
@@ -45,13 +46,6 @@ PROXYLOGON = {  # the worked ProxyLogon sequence of detection-anchors.md §1.2, 
                    "EndRequest=2021-03-03T06:49:44.512Z;",
     "UrlQuery": "?msExchEcpCanary=abc%3D%3D",
 }
-
-
-def write(folder: Path, name: str, text: str | bytes) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text.encode() if isinstance(text, str) else text)
-    return path
 
 
 def test_httpproxy_log_with_bom_crlf_and_quoted_values(tmp_path: Path) -> None:

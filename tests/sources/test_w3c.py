@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from builders import read
+from builders import write_file as write
 
 import varde.ingest
 from varde.sources import linelog
@@ -29,13 +30,6 @@ SHELL = ("2021-03-03 06:52:10 10.0.0.5 GET /owa/auth/RedirSuiteServerProxy.aspx 
          "Mozilla/5.0+(Windows+NT+10.0;+Win64;+x64) - 200 0 0 15")
 OWA = ("2021-03-03 07:00:00 10.0.0.5 GET /owa/ &ClientId=ABC&CorrelationID=<empty>;&cafeReqId=1;&encoding=; 443 "
        "CORP\\alice 198.51.100.20 Mozilla/5.0+(Windows+NT+10.0) https://mail.example.org/owa/ 200 0 0 31")
-
-
-def write(folder: Path, name: str, text: str | bytes) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text.encode() if isinstance(text, str) else text)
-    return path
 
 
 def test_front_end_log_is_read_by_its_header(tmp_path: Path) -> None:

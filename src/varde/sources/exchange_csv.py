@@ -23,8 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from varde.sources.base import EvidenceFile, Part, ReadContext
-from varde.sources.eventjson import line_parts
-from varde.sources.linelog import Dialect, LineWarnings, Segment, read_segments
+from varde.sources.linelog import Dialect, LineWarnings, Segment, read_segments, split_lines
 from varde.sources.textcolumns import parse_times, percent_decoded
 
 #: ``#Log-type`` text (lower case, without a trailing "log"/"logs") -> log family.
@@ -88,9 +87,7 @@ class ExchangeCsvReader:
 
     def split(self, evidence: EvidenceFile, part_bytes: int) -> list[Part] | None:
         """Plain files over ``part_bytes`` are read in parts (each finds its header by itself)."""
-        if evidence.members or evidence.size <= part_bytes:
-            return None
-        return line_parts(evidence.disk_path, evidence.size, part_bytes)
+        return split_lines(evidence, part_bytes)
 
     def read(self, evidence: EvidenceFile, out: ReadContext) -> None:
         warnings = LineWarnings(out)

@@ -26,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from varde.sources.base import EvidenceFile, ReadContext
+from varde.sources.base import EvidenceFile, Part, ReadContext
+from varde.sources.eventjson import line_parts
 
 #: Longest line read; longer ones are skipped with a warning (no IIS or Exchange line is near it).
 MAX_LINE_BYTES = 1 << 20
@@ -111,6 +112,14 @@ class LineWarnings:
         for kind, (lines, skipped) in sorted(self._over.items()):
             self.out.warn(None, f"{lines} more lines: {kind}", skipped)
         self._over.clear()
+
+
+def split_lines(evidence: EvidenceFile, part_bytes: int) -> list[Part] | None:
+    """Parts of a plain file over ``part_bytes``, cut at line starts (each part finds the header in
+    force by itself: :func:`header_before`); None for smaller files and archive members."""
+    if evidence.members or evidence.size <= part_bytes:
+        return None
+    return line_parts(evidence.disk_path, evidence.size, part_bytes)
 
 
 def read_segments(evidence: EvidenceFile, out: ReadContext, dialect: Dialect,

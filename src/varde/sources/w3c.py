@@ -26,8 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from varde.sources.base import EvidenceFile, Part, ReadContext
-from varde.sources.eventjson import line_parts
-from varde.sources.linelog import Dialect, LineWarnings, Segment, read_segments
+from varde.sources.linelog import Dialect, LineWarnings, Segment, read_segments, split_lines
 from varde.sources.textcolumns import parse_times, percent_decoded
 
 #: The fields Exchange's IIS sites log by default (in this order), used when a file has no header.
@@ -63,9 +62,7 @@ class W3cReader:
 
     def split(self, evidence: EvidenceFile, part_bytes: int) -> list[Part] | None:
         """Plain files over ``part_bytes`` are read in parts (each finds its header by itself)."""
-        if evidence.members or evidence.size <= part_bytes:
-            return None
-        return line_parts(evidence.disk_path, evidence.size, part_bytes)
+        return split_lines(evidence, part_bytes)
 
     def read(self, evidence: EvidenceFile, out: ReadContext) -> None:
         warnings = LineWarnings(out)

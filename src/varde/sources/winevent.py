@@ -50,8 +50,7 @@ def parse_time_us(value: Any) -> int | None:
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
-    if text.endswith(" UTC"):
-        text = text[:-4]
+    text = text.removesuffix(" UTC")
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
