@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,7 +45,29 @@ def webserver_rules(sigma: Path) -> Path:
     return folder
 
 
-def render(results: list[hunt_bench.RunResult], rules: int, note: str | None) -> str:
+def reader_speed(folder: Path) -> list[tuple[str, int, float, float]]:
+    """Each log file read in this process by its reader into a null sink (no store, no rules):
+    (file, bytes, CPU seconds, wall seconds). The readers' share of the cost, apart from the rest."""
+    sys.path.insert(0, str(hunt_bench.REPO / "src"))
+    from varde.sources.base import EvidenceFile, ReadContext
+    from varde.sources.discover import sniff
+
+    out = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with open(path, "rb") as handle:
+            reader = sniff(handle.read(65536), str(path))
+        from varde.sources import reader_named
+
+        context = ReadContext(1, lambda item: None, hunt_bench.WORK)
+        cpu, wall = time.process_time(), time.perf_counter()
+        reader_named(reader).read(EvidenceFile(str(path), path, size=path.stat().st_size), context)
+        out.append((f"{reader}: {path.name}", path.stat().st_size, time.process_time() - cpu,
+                    time.perf_counter() - wall))
+    return out
+
+
+def render(results: list[hunt_bench.RunResult], rules: int, note: str | None,
+           readers: list[tuple[str, int, float, float]]) -> str:
     """A RESULTS.md section in the style of hunt_bench's."""
     m, v = hunt_bench.machine(), hunt_bench.versions()
     lines = [f"## {datetime.now(UTC).astimezone():%Y-%m-%d %H:%M %Z} — logs: IIS + HttpProxy", "",
@@ -68,6 +91,11 @@ def render(results: list[hunt_bench.RunResult], rules: int, note: str | None) ->
     for r in results:
         phases = "; ".join(f"{name} {secs:.1f} s (CPU {cpu:.0f} s)" for name, secs, _, cpu in r.phases)
         lines.append(f"- {r.input_bytes / 1e6:,.0f} MB: {phases}; varde: " + "; ".join(r.varde_log))
+    lines += ["", "Readers alone (in one process, null sink: parse + derived fields + Arrow IPC encoding; "
+              "no store, no rules):", ""]
+    for name, size, cpu, wall in readers:
+        lines.append(f"- {name}: {size / 1e6:,.0f} MB, {size / 1e6 / max(cpu, 1e-3):.0f} MB per CPU s "
+                     f"({size / 1e6 / max(wall, 1e-3):.0f} MB/s wall)")
     best = max((r.input_bytes / 1e6 / max(r.cpu_tree, 0.1) for r in results), default=0.0)
     growth = (f"; peak RSS {results[-1].tree_peak / results[0].tree_peak:.2f}x from the smallest to the largest input"
               if len(results) > 1 and results[0].tree_peak else "")
@@ -89,7 +117,8 @@ def main() -> None:
     hunt_bench.RULE_CACHE = hunt_bench.WORK / "rule-cache" / hunt_bench.source_tag(None)
     rules = webserver_rules(args.sigma)
     results = []
-    for size in (int(s) for s in args.mb.split(",")):
+    sizes = [int(s) for s in args.mb.split(",")]
+    for size in sizes:
         folder = hunt_bench.WORK / f"logs-{size}mb"
         meta = make_logs.build(size, folder)
         if args.wait_quiet:
@@ -99,7 +128,8 @@ def main() -> None:
         result = hunt_bench.run_hunt(folder, meta, size, rules, args.workers, env)
         hunt_bench.report_run(result)
         results.append(result)
-    text = render(results, len(list(rules.glob("*.yml"))), args.note)
+    readers = reader_speed(hunt_bench.WORK / f"logs-{sizes[-1]}mb")
+    text = render(results, len(list(rules.glob("*.yml"))), args.note, readers)
     print(text)
     if args.record:
         hunt_bench.append_results(text)

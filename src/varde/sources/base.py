@@ -129,10 +129,15 @@ class PartitionBatch:
 
     @classmethod
     def encode(cls, key: tuple[str | None, int | None], batch: pa.RecordBatch) -> PartitionBatch:
-        buffer = pa.BufferOutputStream()
-        with pa.ipc.new_stream(buffer, batch.schema) as writer:
+        # sized first (a dry run counts bytes), then written once: a growing buffer would copy
+        # the batch several times over
+        sizer = pa.MockOutputStream()
+        with pa.ipc.new_stream(sizer, batch.schema) as writer:
             writer.write_batch(batch)
-        return cls(key, batch.num_rows, buffer.getvalue().to_pybytes())
+        buffer = pa.allocate_buffer(sizer.size())
+        with pa.ipc.new_stream(pa.FixedSizeBufferWriter(buffer), batch.schema) as writer:
+            writer.write_batch(batch)
+        return cls(key, batch.num_rows, buffer.to_pybytes())
 
     def decode(self) -> pa.Table:
         return pa.ipc.open_stream(self.data).read_all()
