@@ -54,9 +54,8 @@ class Header:
 
     directives: dict[str, str] = field(default_factory=dict)
     fields: tuple[str, ...] | None = None
-    line: int | None = None  # 1-based line of the #Fields directive
 
-    def apply(self, text: str, number: int) -> None:
+    def apply(self, text: str) -> None:
         """Take one directive line (``#Name: value``); ``#Fields`` replaces the field names."""
         name, _, value = text[1:].partition(":")
         name, value = name.strip(), value.strip()
@@ -64,7 +63,6 @@ class Header:
             return  # a comment line such as "# note"
         if name.lower() == "fields":
             self.fields = unique_names(value.replace(",", " ").split()) if value else None
-            self.line = number
         self.directives[name] = value
 
 
@@ -168,8 +166,7 @@ def header_before(handle: BinaryIO, offset: int) -> Header:
     handle.seek(found)
     directives.append(handle.readline(MAX_LINE_BYTES))
     for line in directives:
-        header.apply(line.decode("utf-8", errors="replace").strip().lstrip("\ufeff"), 0)
-    header.line = None  # its line number is not known without counting from the start
+        header.apply(line.decode("utf-8", errors="replace").strip().lstrip("\ufeff"))
     return header
 
 
@@ -264,7 +261,7 @@ def _block_segments(block: bytes, first: int, header: Header, dialect: Dialect,
                 yield segment
         if cut < len(starts):
             text = block[starts[cut]: ends[cut]].decode("utf-8", errors="replace").strip()
-            header.apply(text, first + cut + 1)
+            header.apply(text)
         low = cut + 1
 
 
