@@ -14,6 +14,7 @@ import pytest
 from builders import read
 from builders import write_file as write
 
+from varde.sources import exchange_csv
 from varde.sources.exchange_csv import ExchangeCsvReader, family_of, split_pairs
 
 HTTPPROXY_FIELDS = ["DateTime", "RequestId", "MajorVersion", "MinorVersion", "BuildVersion", "RevisionVersion", "ClientRequestId", "Protocol", "UrlHost", "UrlStem", "ProtocolAction", "AuthenticationType", "IsAuthenticated", "AuthenticatedUser", "Organization", "AnchorMailbox", "UserAgent", "ClientIpAddress", "ServerHostName", "HttpStatus", "BackEndStatus", "ErrorCode", "Method", "ProxyAction", "TargetServer", "TargetServerVersion", "RoutingType", "RoutingHint", "BackEndCookie", "ServerLocatorHost", "ServerLocatorLatency", "RequestBytes", "ResponseBytes", "TargetOutstandingRequests", "AuthModulePerfContext", "HttpPipelineLatency", "CalculateTargetBackEndLatency", "GlsLatencyBreakup", "TotalGlsLatency", "AccountForestLatencyBreakup", "TotalAccountForestLatency", "ResourceForestLatencyBreakup", "TotalResourceForestLatency", "ADLatency", "SharedCacheLatencyBreakup", "TotalSharedCacheLatency", "ActivityContextLifeTime", "ModuleToHandlerSwitchingLatency", "ClientReqStreamLatency", "BackendReqInitLatency", "BackendReqStreamLatency", "BackendProcessingLatency", "BackendRespInitLatency", "BackendRespStreamLatency", "ClientRespStreamLatency", "KerberosAuthHeaderLatency", "HandlerCompletionLatency", "RequestHandlerLatency", "HandlerToModuleSwitchingLatency", "ProxyTime", "CoreLatency", "RoutingLatency", "HttpProxyOverhead", "TotalRequestTime", "RouteRefresherLatency", "UrlQuery", "BackEndGenericInfo", "GenericInfo", "GenericErrors", "EdgeTraceId", "DatabaseGuid", "UserADObjectGuid", "PartitionEndpointLookupLatency", "RoutingStatus"]
@@ -213,3 +214,13 @@ def test_sniffing_is_by_content(head: bytes, expected: bool) -> None:
 def test_pairs_split_only_before_typed_keys() -> None:
     pairs = split_pairs("S:A=1;S:CMD=x;y;}z;S:B=;Dbl:T=2")
     assert pairs == {"S:A": "1", "S:CMD": "x;y;}z", "S:B": ""}
+
+
+def test_event_data_keys_are_capped(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(exchange_csv, "MAX_PAIR_FIELDS", 3)
+    data = ";".join(f"S:K{n}=v{n}" for n in range(6))
+    text = header("ECP Server Log", "TimeStamp,ServerName,EventId,EventData", "15.0.0.0") + \
+        f"2021-03-03T06:50:01.966Z,EXCH01,ECP.Request,{data}\n"
+    [event] = read(tmp_path, write(tmp_path, "ECPServer20210303-1.LOG", text)).events
+    assert sorted(k for k in event["fields"] if k.startswith("S:")) == ["S:K0", "S:K1", "S:K2"]
+    assert event["fields"]["EventData"] == data

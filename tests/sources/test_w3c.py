@@ -181,3 +181,13 @@ def test_tunna_iis_log_with_a_comment_a_blank_line_and_two_headers(corpus: Path,
     assert result.events[0]["locator"] == "line 7"
     assert result.events[0]["fields"]["cs-uri"] == "/erp/conn.aspx?proxy&port=3389&ip=127.0.0.1"
     assert sum(e["fields"]["cs-uri-stem"] == "/erp/conn.aspx" for e in result.events) > 4000
+
+
+def test_a_header_naming_thousands_of_fields_is_ignored(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(linelog, "MAX_FIELDS", 50)
+    text = HEADER + Y_JS + "\n#Fields: " + " ".join(f"f{n}" for n in range(51)) + "\n" + OWA + "\n"
+    result = read(tmp_path, write(tmp_path, "u_ex210303.log", text))
+    assert [w["locator"] for w in result.warnings] == ["line 6", "line 7"]
+    assert "more than 50 names ignored" in result.warnings[0]["message"]
+    assert "default IIS field order" in result.warnings[1]["message"]  # from there on, as without a header
+    assert result.only()["records"] == 2 and result.events[1]["fields"]["cs-username"] == "CORP\\alice"

@@ -57,6 +57,8 @@ _HOST_COLUMNS = ("ServerHostName", "ServerName")
 #: the JScript of a ProxyLogon ExternalUrl does; only ``;`` followed by a typed key splits).
 _PAIR_SPLIT = re.compile(r";(?=[A-Za-z0-9]{1,4}:[^=;\s]{1,128}=)")
 _DIALECT = Dialect(delimiter=",", quoted=True)
+#: Most ``S:KEY`` fields split out of ``EventData`` per segment (real ECP logs use about 20 keys).
+MAX_PAIR_FIELDS = 128
 
 
 def family_of(log_type: str | None, path: str) -> str:
@@ -139,9 +141,11 @@ def split_pairs(text: str) -> dict[str, str]:
 
 
 def _event_data_pairs(table: pa.Table) -> pa.Table:
-    """``table`` with one column per ``S:KEY`` found in its ``EventData`` values."""
+    """``table`` with one column per ``S:KEY`` found in its ``EventData`` values (at most
+    MAX_PAIR_FIELDS keys per segment, the first in sorted order: a hostile log could otherwise
+    make thousands of columns; the rest stay readable in ``EventData``)."""
     rows = [split_pairs(text) for text in table["EventData"].to_pylist()]
-    keys = sorted({k for row in rows for k in row} - set(table.column_names))
+    keys = sorted({k for row in rows for k in row} - set(table.column_names))[:MAX_PAIR_FIELDS]
     for key in keys:
         table = table.append_column(key, pa.array([row.get(key) for row in rows], pa.string()))
     return table

@@ -36,6 +36,9 @@ MAX_LINE_BYTES = 1 << 20
 BLOCK_BYTES = 2 << 20
 #: Warnings of one kind given line by line per file; beyond that they are summed up at the end.
 MAX_LINE_WARNINGS = 200
+#: Most columns a ``#Fields`` header may name (real logs have under 100; a hostile header with
+#: thousands would make as many store columns): a longer header is ignored, with a warning.
+MAX_FIELDS = 1000
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,8 @@ def header_before(handle: BinaryIO, offset: int) -> Header:
     directives.append(handle.readline(MAX_LINE_BYTES))
     for line in directives:
         header.apply(line.decode("utf-8", errors="replace").strip().lstrip("\ufeff"))
+    if header.fields is not None and len(header.fields) > MAX_FIELDS:
+        header.fields = None  # as when read from the start (reported there)
     return header
 
 
@@ -262,6 +267,9 @@ def _block_segments(block: bytes, first: int, header: Header, dialect: Dialect,
         if cut < len(starts):
             text = block[starts[cut]: ends[cut]].decode("utf-8", errors="replace").strip()
             header.apply(text)
+            if header.fields is not None and len(header.fields) > MAX_FIELDS:
+                warnings.line(first + cut, f"#Fields header with more than {MAX_FIELDS} names ignored", 0)
+                header.fields = None
         low = cut + 1
 
 
