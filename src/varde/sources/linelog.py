@@ -68,6 +68,10 @@ class Header:
             self.fields = unique_names(value.replace(",", " ").split()) if value else None
         self.directives[name] = value
 
+    def copy(self) -> Header:
+        """A snapshot (a segment keeps the header it was read under; later directives change this one)."""
+        return Header(dict(self.directives), self.fields)
+
 
 def unique_names(names: list[str]) -> tuple[str, ...]:
     """Field names made unique: a repeated name gets ``~2``, ``~3``... (a header is input too)."""
@@ -295,7 +299,7 @@ def _segment(block: bytes, starts: np.ndarray, ends: np.ndarray, drop: np.ndarra
         return None
     fields = header.fields or dialect.default_fields
     if fields is None:
-        return Segment(header, pa.table({}), indices + first)
+        return Segment(header.copy(), pa.table({}), indices + first)
     if keep.all():
         data = block[starts[low]: ends[high - 1] + 1]
     else:  # runs of kept lines
@@ -310,7 +314,7 @@ def _segment(block: bytes, starts: np.ndarray, ends: np.ndarray, drop: np.ndarra
         lines = np.delete(lines, [number - 1 for number, _ in bad])
     if table.num_rows != len(lines):  # cannot happen unless pyarrow changes how it counts rows
         raise ValueError(f"{table.num_rows} rows parsed from {len(lines)} lines")
-    return Segment(header, table, lines, header.fields is None)
+    return Segment(header.copy(), table, lines, header.fields is None)
 
 
 def parse_lines(data: bytes, fields: tuple[str, ...], dialect: Dialect) -> tuple[pa.Table, list[tuple[int, int]]]:
