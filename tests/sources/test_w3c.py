@@ -191,3 +191,14 @@ def test_a_header_naming_thousands_of_fields_is_ignored(tmp_path: Path, monkeypa
     assert "more than 50 names ignored" in result.warnings[0]["message"]
     assert "default IIS field order" in result.warnings[1]["message"]  # from there on, as without a header
     assert result.only()["records"] == 2 and result.events[1]["fields"]["cs-username"] == "CORP\\alice"
+
+
+def test_comments_and_repeated_headers_do_not_cut_the_rows_into_pieces(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    parse = linelog.parse_lines
+    monkeypatch.setattr(linelog, "parse_lines", lambda *args: calls.append(1) or parse(*args))
+    text = HEADER + "".join(f"{Y_JS}\n# note {n}\n#Fields: {FIELDS}\n" for n in range(100))
+    result = read(tmp_path, write(tmp_path, "u_ex210303.log", text))
+    assert result.only()["records"] == 100 and result.warnings == []
+    assert [e["locator"] for e in result.events][:2] == ["line 5", "line 8"]
+    assert len(calls) == 1

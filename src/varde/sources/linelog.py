@@ -68,6 +68,12 @@ class Header:
             self.fields = unique_names(value.replace(",", " ").split()) if value else None
         self.directives[name] = value
 
+    def changes(self, before: Header) -> bool:
+        """Whether rows read under this header differ from rows read under ``before``: other
+        fields, another log type, another date (for logs with ``time`` but no ``date``)."""
+        return self.fields != before.fields or any(
+            self.directives.get(name) != before.directives.get(name) for name in ("Log-type", "Date"))
+
     def copy(self) -> Header:
         """A snapshot (a segment keeps the header it was read under; later directives change this one)."""
         return Header(dict(self.directives), self.fields)
@@ -261,20 +267,25 @@ def _block_segments(block: bytes, first: int, header: Header, dialect: Dialect,
     drop |= overlong
     if dialect.quoted:
         drop |= _unbalanced(raw, ends, drop, first, warnings)
-    cuts = [int(i) for i in np.flatnonzero(directive)]
     low = 0
-    for cut in [*cuts, len(starts)]:
+    for cut in [int(i) for i in np.flatnonzero(directive)]:
+        text = block[starts[cut]: ends[cut]].decode("utf-8", errors="replace").strip()
+        after = header.copy()
+        after.apply(text)
+        if after.fields is not None and len(after.fields) > MAX_FIELDS:
+            warnings.line(first + cut, f"#Fields header with more than {MAX_FIELDS} names ignored", 0)
+            after.fields = None
+        if not after.changes(header):  # a comment, or the same header again: no need to cut here
+            header.directives = after.directives
+            continue
         if cut > low:
             segment = _segment(block, starts, ends, drop, low, cut, first, header, dialect, warnings)
             if segment is not None:
                 yield segment
-        if cut < len(starts):
-            text = block[starts[cut]: ends[cut]].decode("utf-8", errors="replace").strip()
-            header.apply(text)
-            if header.fields is not None and len(header.fields) > MAX_FIELDS:
-                warnings.line(first + cut, f"#Fields header with more than {MAX_FIELDS} names ignored", 0)
-                header.fields = None
-        low = cut + 1
+        header.directives, header.fields, low = after.directives, after.fields, cut + 1
+    segment = _segment(block, starts, ends, drop, low, len(starts), first, header, dialect, warnings)
+    if segment is not None:
+        yield segment
 
 
 def _unbalanced(raw: np.ndarray, ends: np.ndarray, drop: np.ndarray, first: int,
