@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from varde import __version__
 from varde.detect.sigma.rules import RuleProblem, RuleSet
@@ -26,6 +27,12 @@ MAX_WARNINGS = 1000
 
 #: ATT&CK release the technique ids refer to (the tags of the rules in use).
 ATTACK_VERSION = "unversioned (technique ids from rule tags)"
+
+
+class RulesetReport(Protocol):
+    """A rule set of any kind (Sigma, YARA, ...) as ``case.rulesets[]`` lists it."""
+
+    def entry(self) -> RulesetEntry: ...
 
 
 @dataclass
@@ -97,7 +104,7 @@ def provisional_verdict(findings: Sequence[Finding], events: int) -> Verdict:
 
 
 def build_report(
-    store: EventStore, outcomes: Sequence[RulesetOutcome], findings: list[Finding], created: datetime
+    store: EventStore, outcomes: Sequence[RulesetReport], findings: list[Finding], created: datetime
 ) -> Report:
     """The report document for the case as it stands."""
     events = store.event_count()

@@ -13,6 +13,7 @@ from typing import BinaryIO, Protocol
 import pyarrow as pa
 
 from varde.events.schema import COMMON_SCHEMA, event_key
+from varde.sources.filetimes import FileTimes
 
 #: How many events one Arrow batch holds: large enough to amortise the store's per-batch cost,
 #: small enough that a worker's memory stays flat.
@@ -36,13 +37,15 @@ class EvidenceFile:
     """One input as discovered: a file on disk, or a member of a (possibly nested) zip archive.
 
     ``path`` is the name shown to users and written to the report; ``members`` is the chain of
-    archive member names from ``disk_path`` inwards (empty for a plain file).
+    archive member names from ``disk_path`` inwards (empty for a plain file); ``times`` are the
+    file's times where known (file system, or the zip member header).
     """
 
     path: str
     disk_path: Path
     members: tuple[str, ...] = ()
     size: int = 0
+    times: FileTimes | None = None
 
     @contextmanager
     def open(self, limits: ArchiveLimits | None = None) -> Iterator[BinaryIO]:

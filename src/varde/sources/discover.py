@@ -18,6 +18,7 @@ from pathlib import Path
 from varde.sources import READERS
 from varde.sources.archive import is_zip, list_members
 from varde.sources.base import ArchiveLimits, EvidenceFile
+from varde.sources.filetimes import member_times, stat_times
 
 HEAD_BYTES = 65536  # enough to see past a few screens of junk before the first event
 
@@ -61,7 +62,8 @@ def discover(paths: Iterable[Path], limits: ArchiveLimits | None = None) -> Iter
     limits = limits or ArchiveLimits()
     for root in paths:
         for path in _walk(root):
-            evidence = EvidenceFile(path=str(path), disk_path=path, size=path.stat().st_size)
+            info = path.stat()
+            evidence = EvidenceFile(path=str(path), disk_path=path, size=info.st_size, times=stat_times(info))
             try:
                 with open(path, "rb") as handle:
                     head = handle.read(HEAD_BYTES)
@@ -97,6 +99,7 @@ def _archive(archive: EvidenceFile, limits: ArchiveLimits) -> Iterator[Found]:
             disk_path=archive.disk_path,
             members=(*archive.members, info.filename),
             size=info.file_size,
+            times=member_times(info),
         )
         if refusal:
             yield Found(member, None, refusal, refused=True)
