@@ -77,6 +77,11 @@ def warnings(store: EventStore) -> list[Warning]:
         f"ORDER BY w.evidence NULLS FIRST, w.locator, w.message LIMIT {MAX_WARNINGS + 1}"
     )
     out = [Warning(path=p, message=f"{loc}: {msg}" if loc else msg) for p, loc, msg in rows[:MAX_WARNINGS]]
+    (unknown,) = store.query("SELECT count(*) FROM evidence WHERE reader IS NULL AND complete")[0]
+    if unknown:
+        out.insert(0, Warning(path=None, message=(
+            f"{unknown} inputs are in no format a reader knows: they are in the file inventory (path, "
+            "times, sha256) and were scanned with YARA, but no events were read from them")))
     if len(rows) > MAX_WARNINGS:
         total = store.query("SELECT count(*) FROM read_warnings")[0][0]
         out.append(Warning(path=None, message=f"{total - MAX_WARNINGS} more read warnings are in events.duckdb"))

@@ -3,7 +3,7 @@
 Nothing is written to the evidence; folders are walked in sorted order (symbolic links to
 folders are not followed) so the same evidence always gives the same list in the same order.
 Files no reader recognises stay in the list with no reader: they are hashed like everything
-else and reported as warnings.
+else, listed in the file inventory and scanned with YARA; the report counts them in one warning.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _classify(evidence: EvidenceFile, head: bytes, limits: ArchiveLimits) -> Ite
         yield from _archive(evidence, limits)
         return
     reader = sniff(head, evidence.path)
-    yield Found(evidence, reader, None if reader else "no reader recognises this file's format")
+    yield Found(evidence, reader)
 
 
 def _archive(archive: EvidenceFile, limits: ArchiveLimits) -> Iterator[Found]:

@@ -47,13 +47,13 @@ rule Staging_Archive_Disguised_Or_Mail
 {
     meta:
         title = "Archive named as mail data or disguised under another file type"
-        description = "An archive by its header whose name says it holds mailbox data (.pst, .ost, .edb), or whose extension claims a page, image, text or dump file"
+        description = "An archive by its header, outside the web folders (another rule covers those), whose name says it holds mailbox data (.pst, .ost, .edb), or whose extension claims a page, image, text or dump file"
         author = "varde"
         reference = "https://www.microsoft.com/security/blog/2021/03/02/hafnium-targeting-exchange-servers/"
         severity = "high"
         mitre_attack = "T1560.001, T1074.001"
     condition:
-        varde_archive_header and (
+        varde_archive_header and not varde_in_web_root and (
             filename matches /\.(pst|ost|edb)([._-]|$)/i
             or extension == ".aspx" or extension == ".ashx" or extension == ".asmx" or extension == ".css"
             or extension == ".js" or extension == ".gif" or extension == ".jpg" or extension == ".png"

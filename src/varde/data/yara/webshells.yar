@@ -12,40 +12,11 @@
      http://f/<script language="JScript" runat="server">function Page_Load(){eval(Request["..."],"unsafe");}</script>
    - CISA AR21-072 / MAR-10328929 (2021-03): China Chopper variants in aspnet_client.
    The strings are facts of those write-ups; no rule text was copied from other rule sets.
+   A file gets the most specific rule only: the OAB shell rule, else the Page_Load rule, else the
+   one-liner rule. Files named .log are left out: IIS does not run them, and a shell's text in an
+   Exchange log (the ECP server log records the ExternalUrl) is exploitation evidence for the log
+   detectors and log rules, not a planted shell.
 */
-
-rule Webshell_ASPX_JScript_Eval_Request
-{
-    meta:
-        title = "China Chopper-style JScript web shell: eval of a request parameter"
-        description = "A server page evaluates a request parameter as JScript with the \"unsafe\" option, the China Chopper one-liner and its variants"
-        author = "varde"
-        reference = "https://www.mandiant.com/resources/blog/breaking-down-the-china-chopper-web-shell-part-i"
-        reference2 = "https://www.microsoft.com/security/blog/2021/03/02/hafnium-targeting-exchange-servers/"
-        severity = "high"
-        mitre_attack = "T1505.003"
-    strings:
-        $eval = /eval\s*\([^;\n]{0,300}Request[^;\n]{0,300}["']unsafe["']/ nocase ascii wide
-    condition:
-        filesize < 5MB and $eval
-}
-
-rule Webshell_ASPX_PageLoad_Eval
-{
-    meta:
-        title = "ASP.NET page whose Page_Load evaluates request input"
-        description = "A runat=server script block defines Page_Load and evaluates request data, as in the shells written through CVE-2021-27065"
-        author = "varde"
-        reference = "https://www.volexity.com/blog/2021/03/02/active-exploitation-of-microsoft-exchange-zero-day-vulnerabilities/"
-        severity = "high"
-        mitre_attack = "T1505.003"
-    strings:
-        $runat = /<script[^>]{0,200}runat\s*=\s*["']?server/ nocase ascii wide
-        $load = /function\s+Page_Load\s*\(/ nocase ascii wide
-        $eval = /eval\s*\([^;\n]{0,200}Request/ nocase ascii wide
-    condition:
-        filesize < 5MB and all of them
-}
 
 rule Webshell_Exchange_OAB_VirtualDirectory_Script
 {
@@ -63,7 +34,44 @@ rule Webshell_Exchange_OAB_VirtualDirectory_Script
         $oab2 = "OfflineAddressBooks" nocase ascii wide
         $oab3 = "OABVirtualDirectory" nocase ascii wide
         $oab4 = "/ROOT/OAB" nocase ascii wide
-        $url = /(External|Internal)Url[^\r\n<]{0,200}<script[^>]{0,200}runat\s*=\s*["']?server/ nocase ascii wide
+        // the property as a settings file holds it ("ExternalUrl   : ..." or "<ExternalUrl>..."),
+        // not as a logged cmdlet parameter ("ExternalUrl=..." in the ECP server log)
+        $url = /(External|Internal)Url\s{0,40}[:>][^\r\n<]{0,200}<script[^>]{0,200}runat\s*=\s*["']?server/ nocase ascii wide
     condition:
-        filesize < 5MB and $url and 1 of ($oab*)
+        filesize < 5MB and $url and 1 of ($oab*) and extension != ".log"
+}
+
+rule Webshell_ASPX_PageLoad_Eval
+{
+    meta:
+        title = "ASP.NET page whose Page_Load evaluates request input"
+        description = "A runat=server script block defines Page_Load and evaluates request data, as in the shells written through CVE-2021-27065"
+        author = "varde"
+        reference = "https://www.volexity.com/blog/2021/03/02/active-exploitation-of-microsoft-exchange-zero-day-vulnerabilities/"
+        severity = "high"
+        mitre_attack = "T1505.003"
+    strings:
+        $runat = /<script[^>]{0,200}runat\s*=\s*["']?server/ nocase ascii wide
+        $load = /function\s+Page_Load\s*\(/ nocase ascii wide
+        $eval = /eval\s*\([^;\n]{0,200}Request/ nocase ascii wide
+    condition:
+        filesize < 5MB and all of them and extension != ".log"
+        and not Webshell_Exchange_OAB_VirtualDirectory_Script
+}
+
+rule Webshell_ASPX_JScript_Eval_Request
+{
+    meta:
+        title = "China Chopper-style JScript web shell: eval of a request parameter"
+        description = "A server page evaluates a request parameter as JScript with the \"unsafe\" option, the China Chopper one-liner and its variants"
+        author = "varde"
+        reference = "https://www.mandiant.com/resources/blog/breaking-down-the-china-chopper-web-shell-part-i"
+        reference2 = "https://www.microsoft.com/security/blog/2021/03/02/hafnium-targeting-exchange-servers/"
+        severity = "high"
+        mitre_attack = "T1505.003"
+    strings:
+        $eval = /eval\s*\([^;\n]{0,300}Request[^;\n]{0,300}["']unsafe["']/ nocase ascii wide
+    condition:
+        filesize < 5MB and $eval and extension != ".log"
+        and not Webshell_Exchange_OAB_VirtualDirectory_Script and not Webshell_ASPX_PageLoad_Eval
 }
