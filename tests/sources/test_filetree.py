@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -146,3 +147,25 @@ def test_tree_path_of_a_relative_input(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(tmp_path)
     evidence = EvidenceFile(path="srv/owa/auth/x.aspx", disk_path=Path("srv/owa/auth/x.aspx"))
     assert tree_path(evidence) == f"{tmp_path.as_posix()}/srv/owa/auth/x.aspx"
+
+
+def test_file_names_that_are_not_utf8_are_kept_escaped(tmp_path: Path) -> None:
+    """A name with bytes that are not UTF-8 (an attacker's, or another code page's) is stored and
+    shown with visible escapes; the file is still read, hashed and scanned from its real name."""
+    from exchange_files import CHOPPER_ASPX
+
+    from varde.pipeline import HuntOptions, hunt
+
+    folder = tmp_path / "evidence" / ASPNET_CLIENT
+    folder.mkdir(parents=True)
+    try:
+        real = Path(os.fsdecode(os.fsencode(folder) + b"/\xff\xfeshell.aspx"))
+        real.write_bytes(CHOPPER_ASPX)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system does not take non-UTF-8 names")
+    report = hunt([tmp_path / "evidence"], tmp_path / "case", HuntOptions(builtin_rules=False, workers=0)).report
+    shown = f"{folder}/\\xff\\xfeshell.aspx"
+    [entry] = report.case.evidence
+    assert entry.path == shown and entry.sha256 == hashlib.sha256(CHOPPER_ASPX).hexdigest()
+    [finding] = report.findings
+    assert finding.title.endswith(": \\xff\\xfeshell.aspx") and finding.evidence[0].path == shown

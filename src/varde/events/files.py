@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 import pyarrow as pa
 
 from varde.events.store import EventStore
-from varde.sources.base import EvidenceFile
+from varde.sources.base import EvidenceFile, shown_path
 
 #: Folders that IIS serves on an Exchange server, as lower-case ``/``-separated path parts, most
 #: specific first; the first that occurs in a file's tree path names its web root. Sources: NCSC-FI,
@@ -49,9 +49,11 @@ def tree_path(evidence: EvidenceFile) -> str:
     """The absolute path of the file, archive members appended as folders, separated by ``/``.
 
     Windows separators in member names (some archivers write them) become ``/`` too, so one
-    pattern finds ``owa/auth`` whichever way the evidence was copied.
+    pattern finds ``owa/auth`` whichever way the evidence was copied. (A ``\\`` in a file name on
+    disk stays: on POSIX it is part of the name, and it marks the escapes of :func:`shown_path`.)
     """
-    return "/".join([os.path.abspath(evidence.disk_path), *evidence.members]).replace("\\", "/")
+    disk = shown_path(os.path.abspath(evidence.disk_path)).replace(os.sep, "/")
+    return "/".join([disk, *(m.replace("\\", "/") for m in evidence.members)])
 
 
 def windows_folder(tree: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,6 +22,12 @@ BATCH_EVENTS = 8_192
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
+
+
+def shown_path(path: os.PathLike[str] | str) -> str:
+    """A path as text that can be stored and shown: bytes of a file name that are not UTF-8 (an
+    attacker's, or a copy's from another code page) become visible ``\\xff`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)

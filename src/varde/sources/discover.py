@@ -17,7 +17,7 @@ from pathlib import Path
 
 from varde.sources import READERS
 from varde.sources.archive import is_zip, list_members
-from varde.sources.base import ArchiveLimits, EvidenceFile
+from varde.sources.base import ArchiveLimits, EvidenceFile, shown_path
 from varde.sources.filetimes import member_times, stat_times
 
 HEAD_BYTES = 65536  # enough to see past a few screens of junk before the first event
@@ -63,7 +63,7 @@ def discover(paths: Iterable[Path], limits: ArchiveLimits | None = None) -> Iter
     for root in paths:
         for path in _walk(root):
             info = path.stat()
-            evidence = EvidenceFile(path=str(path), disk_path=path, size=info.st_size, times=stat_times(info))
+            evidence = EvidenceFile(path=shown_path(path), disk_path=path, size=info.st_size, times=stat_times(info))
             try:
                 with open(path, "rb") as handle:
                     head = handle.read(HEAD_BYTES)
