@@ -12,7 +12,8 @@ Tables (documented for users in ``docs/schema.md``):
 * ``sigma_matches``: (rule uid, event key) pairs written by the Sigma engine;
 * ``files``: the file inventory, one row per input with its tree path, times and web root
   (:mod:`varde.events.files`);
-* ``yara_matches`` and ``yara_scans``: what the YARA rules matched, and how each file was scanned.
+* ``yara_matches`` and ``yara_scans``: what the YARA rules matched, and how each file was scanned;
+* ``detector_matches``: (rule uid, event key, attributes) written by the built-in detectors.
 
 DuckDB runs with a memory limit and spills to a temp folder inside the case, so memory stays
 bounded whatever the input size; nothing is ever written next to the evidence.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS yara_matches (
 CREATE TABLE IF NOT EXISTS yara_scans (
     evidence INTEGER NOT NULL, scope VARCHAR NOT NULL, outcome VARCHAR NOT NULL, bytes BIGINT, detail VARCHAR
 );
+CREATE TABLE IF NOT EXISTS detector_matches (rule_uid VARCHAR NOT NULL, key BIGINT NOT NULL, attrs JSON);
 """
 
 def quote(name: str) -> str:
@@ -142,8 +144,8 @@ class EventStore:
         for partition in self.partitions.values():
             self.con.execute(f"DROP TABLE IF EXISTS {quote(partition.table)}")
         self.partitions.clear()
-        for table in ("partitions", "partition_fields", "evidence", "read_warnings", "sigma_matches", "files",
-                      "yara_matches", "yara_scans"):
+        for table in ("partitions", "partition_fields", "evidence", "read_warnings", "sigma_matches",
+                      "detector_matches", "files", "yara_matches", "yara_scans"):
             self.con.execute(f"DELETE FROM {table}")
         self._view_stale = True
 
@@ -250,6 +252,32 @@ class EventStore:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run ``sql`` and return all rows."""
         return self.con.execute(sql, params or []).fetchall()
+
+    def select(self, channel: str, fields: Sequence[str], event_ids: Collection[int] | None = None) -> str | None:
+        """SQL of the events of ``channel`` (optionally only ``event_ids``): the common columns and
+        one column per name in ``fields``, for detectors that query a log family by its fields.
+
+        A field is found case-insensitively, since Exchange builds spell some columns differently
+        (``BackEndCookie``, ``BackendCookie``); a partition without it gives NULL. The name ``*``
+        gives all own fields of the event joined into one text, for searches across them.
+        ``None`` when the case holds no such events.
+        """
+        selects = []
+        for (part_channel, event_id), partition in sorted(self.partitions.items(), key=lambda kv: kv[1].id):
+            if part_channel != channel or (event_ids is not None and event_id not in event_ids):
+                continue
+            lower = {name.lower(): column for name, column in partition.columns.items()}
+            columns = []
+            for name in fields:
+                if name == "*":
+                    own = ", ".join(quote(c) for _, c in sorted(partition.columns.items()))
+                    expression = f"concat_ws(' ', {own})" if own else "''"
+                else:
+                    column = partition.columns.get(name) or lower.get(name.lower())
+                    expression = quote(column) if column else "NULL::VARCHAR"
+                columns.append(f"{expression} AS {quote(name)}")
+            selects.append(f"SELECT {', '.join((*COMMON_COLUMNS, *columns))} FROM {quote(partition.table)}")
+        return "(" + " UNION ALL ".join(selects) + ")" if selects else None
 
     def event_count(self) -> int:
         """Number of events in the store."""
