@@ -72,10 +72,10 @@ def test_reader_is_chosen_by_content(tmp_path: Path, name: str, content: bytes, 
     assert result.reader == reader
     assert result.evidence.path == str(path) and result.evidence.size == len(content)
     assert not result.refused
-    assert result.note is None  # a file no reader knows is inventoried, not refused
+    assert (result.note is None) == (reader is not None)
 
 
-def test_unknown_files_are_listed_and_hashed(tmp_path: Path) -> None:
+def test_unknown_files_are_listed_hashed_and_warned(tmp_path: Path) -> None:
     evidence = tmp_path / "evidence"
     evidence.mkdir()
     (evidence / "screenshot.png").write_bytes(PNG)
@@ -85,7 +85,7 @@ def test_unknown_files_are_listed_and_hashed(tmp_path: Path) -> None:
         (str(evidence / "events.jsonl"), "event-json", hashlib.sha256(jsonl(3)).hexdigest(), 3, True),
         (str(evidence / "screenshot.png"), None, hashlib.sha256(PNG).hexdigest(), 0, True),
     ]
-    assert warnings == []  # inventoried, not unreadable: the report counts them in one warning
+    assert warnings == [(str(evidence / "screenshot.png"), None, "no reader recognises this file's format")]
 
 
 # --- walking ---------------------------------------------------------------------------------------

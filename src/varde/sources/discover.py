@@ -3,7 +3,9 @@
 Nothing is written to the evidence; folders are walked in sorted order (symbolic links to
 folders are not followed) so the same evidence always gives the same list in the same order.
 Files no reader recognises stay in the list with no reader: they are hashed like everything
-else, listed in the file inventory and scanned with YARA; the report counts them in one warning.
+else, listed in the file inventory and scanned with YARA. Each gets a read warning with the
+message :data:`UNKNOWN_FORMAT`; the report shows those as one line with their count, so a copied
+file tree does not bury the warnings that matter.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from varde.sources.base import ArchiveLimits, EvidenceFile, shown_path
 from varde.sources.filetimes import member_times, stat_times
 
 HEAD_BYTES = 65536  # enough to see past a few screens of junk before the first event
+
+#: The read warning of an input no reader recognises.
+UNKNOWN_FORMAT = "no reader recognises this file's format"
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ def _classify(evidence: EvidenceFile, head: bytes, limits: ArchiveLimits) -> Ite
         yield from _archive(evidence, limits)
         return
     reader = sniff(head, evidence.path)
-    yield Found(evidence, reader)
+    yield Found(evidence, reader, None if reader else UNKNOWN_FORMAT)
 
 
 def _archive(archive: EvidenceFile, limits: ArchiveLimits) -> Iterator[Found]:
