@@ -29,9 +29,36 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None else None
 
 
+#: One row per finding: rule, evidence id and path (file rules), file name, count, time span, host.
+_FILE_ROWS = (
+    "SELECT m.rule_uid, m.evidence, f.path, f.name, 1, f.modified, f.modified, NULL FROM yara_matches m "
+    "JOIN files f ON f.evidence = m.evidence WHERE m.scope = 'file' GROUP BY ALL ORDER BY 1, 2"
+)
+_LINE_ROWS = (
+    "SELECT m.rule_uid, NULL, NULL, NULL, count(DISTINCT (m.evidence, m.line)), min(e.ts), max(e.ts), min(e.host) "
+    "FROM yara_matches m LEFT JOIN ("
+    " SELECT evidence, locator, ts, host FROM events"
+    " WHERE evidence IN (SELECT evidence FROM yara_matches WHERE scope = 'line')"
+    ") e ON e.evidence = m.evidence AND e.locator = 'line ' || m.line "
+    "WHERE m.scope = 'line' GROUP BY 1 ORDER BY 1"
+)
+
+
 def yara_findings(store: EventStore, rules: YaraRules) -> list[Finding]:
     """Findings for every rule with matches in ``yara_matches``."""
-    return sort_findings([*_file_findings(store, rules), *_line_findings(store, rules)])
+    findings = []
+    for scope, query in (("file", _FILE_ROWS), ("line", _LINE_ROWS)):
+        refs = _refs(store, scope)
+        for uid, evidence, path, name, count, first, last, host in store.query(query):
+            rule = rules.rules.get(uid)
+            if rule is None:
+                continue
+            key = (uid, evidence) if scope == "file" else (uid,)
+            findings.append(_finding(
+                rule, f"{uid}|{path}" if path else uid, f"{rule.title}: {name}" if name else rule.title,
+                int(count), _utc(first), _utc(last), host, refs[key],
+            ))
+    return sort_findings(findings)
 
 
 def _refs(store: EventStore, scope: str) -> dict[tuple, list[EvidenceRef]]:
@@ -50,40 +77,6 @@ def _refs(store: EventStore, scope: str) -> dict[tuple, list[EvidenceRef]]:
         locator = f"line {line}" if scope == "line" else f"offset {offset}" + (f" ({pattern})" if pattern else "")
         out[key].append(EvidenceRef(path=path, locator=locator))
     return out
-
-
-def _file_findings(store: EventStore, rules: YaraRules) -> list[Finding]:
-    rows = store.query(
-        "SELECT m.rule_uid, m.evidence, f.path, f.name, f.modified FROM yara_matches m "
-        "JOIN files f ON f.evidence = m.evidence WHERE m.scope = 'file' GROUP BY ALL ORDER BY 1, 2"
-    )
-    refs = _refs(store, "file")
-    findings = []
-    for uid, evidence, path, name, modified in rows:
-        rule = rules.rules.get(uid)
-        if rule is not None:
-            findings.append(_finding(rule, f"{uid}|{path}", f"{rule.title}: {name}", 1, _utc(modified),
-                                     _utc(modified), None, refs[(uid, evidence)]))
-    return findings
-
-
-def _line_findings(store: EventStore, rules: YaraRules) -> list[Finding]:
-    rows = store.query(
-        "SELECT m.rule_uid, count(DISTINCT (m.evidence, m.line)), min(e.ts), max(e.ts), min(e.host) "
-        "FROM yara_matches m LEFT JOIN ("
-        " SELECT evidence, locator, ts, host FROM events"
-        " WHERE evidence IN (SELECT evidence FROM yara_matches WHERE scope = 'line')"
-        ") e ON e.evidence = m.evidence AND e.locator = 'line ' || m.line "
-        "WHERE m.scope = 'line' GROUP BY 1 ORDER BY 1"
-    )
-    refs = _refs(store, "line")
-    findings = []
-    for uid, count, first, last, host in rows:
-        rule = rules.rules.get(uid)
-        if rule is not None:
-            findings.append(_finding(rule, uid, rule.title, int(count), _utc(first), _utc(last), host,
-                                     refs[(uid,)]))
-    return findings
 
 
 def _finding(rule: YaraRule, basis: str, title: str, count: int, first: datetime | None,
