@@ -316,3 +316,19 @@ def test_cli_yara_folders_and_hostile_file_names_are_escaped(tmp_path: Path) -> 
 
     missing = CliRunner().invoke(app, [*args[:4], "--yara", str(tmp_path / "nope")], catch_exceptions=False)
     assert missing.exit_code == 2 and "YARA rule folder" in missing.output
+
+
+def test_a_large_collection_archive_is_not_a_truncation_warning(tmp_path: Path) -> None:
+    """The responder's own zip: its members are scanned one by one, so scanning only the first
+    bytes of the archive itself loses nothing and is recorded, not warned about."""
+    archive = write(tmp_path / "evidence", "collection.zip", zip_bytes(
+        {f"{ASPNET_CLIENT}/x.aspx": CHOPPER_ASPX, "big.bin": os.urandom(64 << 10)}))
+    options = HuntOptions(builtin_rules=False, workers=0, yara_limits=ScanLimits(max_bytes=16 << 10))
+    result = hunt([archive], tmp_path / "case", options)
+    assert [w for w in result.report.warnings if w.path == str(archive)] == []
+    assert any(w.path == f"{archive}!big.bin" and "first" in w.message for w in result.report.warnings)
+    with EventStore(result.case.store_path) as store:
+        [(outcome, detail)] = store.query("SELECT outcome, detail FROM yara_scans s JOIN evidence v ON v.id = s.evidence"
+                                          " WHERE v.path = ? AND s.scope = 'file'", [str(archive)])
+    assert outcome == "truncated" and "members are scanned one by one" in detail
+    assert [f.evidence[0].path for f in result.report.findings] == [f"{archive}!{ASPNET_CLIENT}/x.aspx"]

@@ -86,9 +86,10 @@ class _Collector:
         if len(self.matches) >= _FLUSH_ROWS:
             self.flush()
 
-    def scan(self, evidence: int, scope: str, outcome: str, size: int, detail: str | None = None) -> None:
+    def scan(self, evidence: int, scope: str, outcome: str, size: int, detail: str | None = None,
+             warn: bool = True) -> None:
         self.scans.append((evidence, scope, outcome, size, detail))
-        if outcome not in ("scanned", "not-opened"):
+        if warn and outcome not in ("scanned", "not-opened"):
             self.summary.problems += 1
             self.warnings.append((evidence, "yara", detail or outcome, 0))
 
@@ -116,8 +117,9 @@ def scan_evidence(
         scanner = yara_x.Scanner(rules.compiled)
         scanner.set_timeout(limits.timeout)
         scanner.max_matches_per_pattern(limits.max_matches)
+        archives = {number for (number,) in store.query("SELECT id FROM evidence WHERE reader = 'zip'")}
         for number, evidence in inputs:
-            _scan_input(scanner, rules, number, evidence, archive_limits, limits, out)
+            _scan_input(scanner, rules, number, evidence, archive_limits, limits, out, number in archives)
             out.summary.files += 1
             if progress:
                 progress(evidence)
@@ -130,7 +132,11 @@ def scan_evidence(
 
 
 def _scan_input(scanner: yara_x.Scanner, rules: YaraRules, number: int, evidence: EvidenceFile,
-                archive_limits: ArchiveLimits, limits: ScanLimits, out: _Collector) -> None:
+                archive_limits: ArchiveLimits, limits: ScanLimits, out: _Collector, archive: bool) -> None:
+    """Scan one input whole (bounded), then its lines if it is text and there are log rules.
+
+    A truncated scan of an archive varde opened is not a warning: its members are scanned one
+    by one, and the archive itself only matters by its header and place."""
     try:
         with evidence.open(archive_limits) as handle:
             data = handle.read(limits.max_bytes)
@@ -144,7 +150,8 @@ def _scan_input(scanner: yara_x.Scanner, rules: YaraRules, number: int, evidence
     if more:
         outcome = "truncated"
         detail = (f"YARA file rules saw the first {len(data)} of {evidence.size} bytes"
-                  + (" (log rules read every line)" if text else ""))
+                  + (" (log rules read every line)" if text else "")
+                  + (" (an archive: its members are scanned one by one)" if archive else ""))
     try:
         results = scanner.scan(data)
     except yara_x.TimeoutError:
@@ -153,7 +160,7 @@ def _scan_input(scanner: yara_x.Scanner, rules: YaraRules, number: int, evidence
         outcome, detail = "error", f"YARA file scan failed: {exc}"
     else:
         _file_matches(rules, number, results, limits, out)
-    out.scan(number, "file", outcome, len(data), detail)
+    out.scan(number, "file", outcome, len(data), detail, warn=not (archive and outcome == "truncated"))
     del data
     if text:
         _scan_lines(scanner, rules, number, evidence, archive_limits, limits, out)
