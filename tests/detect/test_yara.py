@@ -332,3 +332,35 @@ def test_a_large_collection_archive_is_not_a_truncation_warning(tmp_path: Path) 
                                           " WHERE v.path = ? AND s.scope = 'file'", [str(archive)])
     assert outcome == "truncated" and "members are scanned one by one" in detail
     assert [f.evidence[0].path for f in result.report.findings] == [f"{archive}!{ASPNET_CLIENT}/x.aspx"]
+
+
+def test_a_panic_in_yara_x_loses_only_that_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyo3 raises a Rust panic as PanicException (a BaseException): the file is reported, the
+    hunt goes on."""
+    import yara_x
+
+    import varde.detect.yara_scan as yara_scan
+
+    class PanicException(BaseException):
+        pass
+
+    real = yara_x.Scanner
+
+    class Panicky:
+        def __init__(self, rules: yara_x.Rules) -> None:
+            self._scanner = real(rules)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._scanner, name)
+
+        def scan(self, data: bytes) -> yara_x.ScanResults:
+            if b"PANIC" in data:
+                raise PanicException("index out of bounds")
+            return self._scanner.scan(data)
+
+    monkeypatch.setattr(yara_scan.yara_x, "Scanner", Panicky)
+    bad = write(tmp_path / "evidence", "a/PANIC.bin", b"PANIC")
+    write(tmp_path / "evidence", f"{ASPNET_CLIENT}/x.aspx", CHOPPER_ASPX)
+    report = hunt([tmp_path / "evidence"], tmp_path / "case", HuntOptions(builtin_rules=False, workers=0)).report
+    assert any(w.path == str(bad) and "panicked" in w.message for w in report.warnings)
+    assert [f.rule_id for f in report.findings] == [f"{WEBSHELLS}:Webshell_ASPX_JScript_Eval_Request"]

@@ -153,7 +153,7 @@ def _scan_input(scanner: yara_x.Scanner, rules: YaraRules, number: int, evidence
                   + (" (log rules read every line)" if text else "")
                   + (" (an archive: its members are scanned one by one)" if archive else ""))
     try:
-        results = scanner.scan(data)
+        results = _scan(scanner, data)
     except yara_x.TimeoutError:
         outcome, detail = "timeout", f"YARA file scan stopped after {limits.timeout} s"
     except yara_x.ScanError as exc:
@@ -164,6 +164,19 @@ def _scan_input(scanner: yara_x.Scanner, rules: YaraRules, number: int, evidence
     del data
     if text:
         _scan_lines(scanner, rules, number, evidence, archive_limits, limits, out)
+
+
+def _scan(scanner: yara_x.Scanner, data: bytes) -> yara_x.ScanResults:
+    """``scanner.scan``, with a Rust panic (pyo3 raises it as ``PanicException``, a BaseException)
+    turned into a ScanError, so a module parser that panics on a hostile file loses that file only."""
+    try:
+        return scanner.scan(data)
+    except (yara_x.TimeoutError, yara_x.ScanError):
+        raise
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise yara_x.ScanError(f"yara-x panicked: {exc}") from exc
 
 
 def _file_matches(rules: YaraRules, number: int, results: yara_x.ScanResults, limits: ScanLimits,
@@ -188,7 +201,7 @@ def _scan_lines(scanner: yara_x.Scanner, rules: YaraRules, number: int, evidence
             for start, first_line, block in _blocks(handle, limits.block_bytes):
                 read += len(block)
                 try:
-                    hits = _log_hits(rules, scanner.scan(block))
+                    hits = _log_hits(rules, _scan(scanner, block))
                     lines = _candidate_lines(block, hits, limits.max_matches)
                     _line_matches(scanner, rules, number, block, lines, start, first_line, out)
                 except yara_x.TimeoutError:
@@ -246,7 +259,7 @@ def _line_matches(scanner: yara_x.Scanner, rules: YaraRules, number: int, block:
                   lines: list[tuple[int, int, int]], start: int, first_line: int, out: _Collector) -> None:
     for line_start, line_end, index in lines:
         line = block[line_start:line_end].removesuffix(b"\r")
-        for rule in _log_hits(rules, scanner.scan(line)):
+        for rule in _log_hits(rules, _scan(scanner, line)):
             pattern = next((p.identifier for p in rule.patterns if p.matches), None)
             out.match(f"{rule.namespace}:{rule.identifier}", number, "line", start + line_start,
                       first_line + index, pattern)
