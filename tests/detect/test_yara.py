@@ -339,7 +339,7 @@ def test_a_panic_in_yara_x_loses_only_that_file(tmp_path: Path, monkeypatch: pyt
     hunt goes on."""
     import yara_x
 
-    import varde.detect.yara_scan as yara_scan
+    from varde.detect import yara_scan
 
     class PanicException(BaseException):
         pass
