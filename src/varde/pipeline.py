@@ -141,12 +141,12 @@ def hunt(
         mark = time.perf_counter()
         summary, tasks = _read(evidence, store, case, options, progress)
         logger.info("read %d events from %d files in %.1f s", summary.events, summary.files, time.perf_counter() - mark)
+        scanned = _yara(store, yara, tasks, options, progress)  # first: detectors may use yara_matches
         mark = time.perf_counter()
         outcomes, findings = _detect(store, rulesets, progress)
         builtin, detected = _detect_builtin(store)
-        findings = sort_findings([*findings, *detected])
+        findings = sort_findings([*findings, *detected, *scanned])
         logger.info("matched in %.1f s: %d findings", time.perf_counter() - mark, len(findings))
-        findings = sort_findings([*findings, *_yara(store, yara, tasks, options, progress)])
         report = build_report(store, outcomes, findings, options.clock(),
                               [builtin, *(ruleset.entry() for ruleset in yara.rulesets)])
     report.save(case.report_path)
