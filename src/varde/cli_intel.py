@@ -1,47 +1,37 @@
 """``varde intel build|update``, ``varde attribute`` and ``varde eval attribution``.
 
-Thin: parse arguments, call :mod:`varde.analysis`, print JSON. The bundled ATT&CK index is
-``varde/data/attack-index.json.gz``; ``varde intel update`` writes a newer one to the user's data
-folder (``$VARDE_DATA_DIR``, default ``~/.local/share/varde``), which then takes precedence.
+Thin: parse arguments, call :mod:`varde.analysis`, print JSON. The index in use is
+:func:`varde.analysis.attack.default_index`; ``varde intel update`` writes a newer one to the
+user's data folder, which then takes precedence over the bundled one.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import urllib.request
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from varde.analysis.attack import AttackIndex, IntelError, build_index
+from varde.analysis.attack import (
+    INDEX_NAME,
+    AttackIndex,
+    IntelError,
+    build_index,
+    default_index,
+    user_index_path,
+)
 from varde.analysis.attribution import AttributionInput, attribute
 from varde.analysis.attribution.indicators import load_set, read_observed
 from varde.errors import VardeError
 
-INDEX_NAME = "attack-index.json.gz"
 DEFAULT_URL = "https://raw.githubusercontent.com/mitre/cti/master/enterprise-attack/enterprise-attack.json"
 
 intel_app = typer.Typer(no_args_is_help=True, help="The ATT&CK reference data attribution uses.")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure varde against held-out reference data.")
-
-
-def user_index_path() -> Path:
-    base = os.environ.get("VARDE_DATA_DIR") or str(Path.home() / ".local" / "share" / "varde")
-    return Path(base) / INDEX_NAME
-
-
-def load_default_index() -> AttackIndex:
-    """The user's updated index when there is one, else the bundled one."""
-    user = user_index_path()
-    if user.is_file():
-        return AttackIndex.load(user)
-    with resources.as_file(resources.files("varde.data") / INDEX_NAME) as path:
-        return AttackIndex.load(path)
 
 
 def _fail(exc: VardeError) -> typer.Exit:
@@ -84,7 +74,7 @@ def update_command(
 ) -> None:
     """Replace the index in use with one built from a newer MITRE release (keeps MISP data unless given)."""
     try:
-        current = load_default_index()
+        current = default_index()
         with tempfile.TemporaryDirectory(prefix="varde-intel-") as tmp:
             path = Path(source)
             if source.startswith(("https://", "http://")):
@@ -138,7 +128,7 @@ def attribute_command(
     if scale not in ("icd203", "phia"):
         raise _fail(IntelError(f"--scale must be icd203 or phia, not {scale!r}"))
     try:
-        index = AttackIndex.load(index_file) if index_file else load_default_index()
+        index = AttackIndex.load(index_file) if index_file else default_index()
         evidence = AttributionInput(
             techniques=_split(techniques), software=_split(software),
             indicators=read_observed(ioc) if ioc else [], code_matches=_code_matches(code_match),
@@ -167,7 +157,7 @@ def eval_attribution_command(
     from varde.analysis.attribution.evaluate import evaluate
 
     try:
-        index = build_index(_attack_path(source), _misp_files(source, [])) if source else load_default_index()
+        index = build_index(_attack_path(source), _misp_files(source, [])) if source else default_index()
     except VardeError as exc:
         raise _fail(exc) from exc
     typer.echo(json.dumps(evaluate(index, step=limit), indent=2))

@@ -174,9 +174,9 @@ def test_cli_intel_update_writes_the_user_index(tiny_dir: Path, tmp_path: Path, 
     monkeypatch.setenv("VARDE_DATA_DIR", str(tmp_path))
     run = CliRunner().invoke(app, ["intel", "update", "--from", str(tiny_dir)])
     assert run.exit_code == 0, run.output
-    from varde.cli_intel import load_default_index
+    from varde.analysis.attack import default_index
 
-    index = load_default_index()
+    index = default_index()
     assert sorted(index.actors) == ["C0001", "G0001", "G0002", "G0003"]
     assert index.misp  # the MISP part of the index in use is kept
 
@@ -240,9 +240,9 @@ def test_held_out_cases_forget_their_report(attack18: AttackIndex) -> None:
 
 
 def test_bundled_index_has_notice_and_version() -> None:
-    from varde.cli_intel import load_default_index
+    from varde.analysis.attack import default_index
 
-    index = load_default_index()
+    index = default_index()
     assert index.attack_version == "18.1" and "The MITRE Corporation" in index.notice
 
 

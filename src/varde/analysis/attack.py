@@ -18,11 +18,13 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
+from importlib import resources
 from pathlib import Path
 
 from varde.errors import VardeError
@@ -30,6 +32,7 @@ from varde.errors import VardeError
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = "varde.attack-index/1"
+INDEX_NAME = "attack-index.json.gz"
 MITRE_NOTICE = (
     "© 2025 The MITRE Corporation. This work is reproduced and distributed with the permission "
     "of The MITRE Corporation."
@@ -378,3 +381,18 @@ def build_index(attack: Path, misp: Iterable[Path] = (), attack_version: str | N
     index = stix_to_index(_stix_objects(attack), source=str(attack), attack_version=attack_version)
     index.misp = sorted((e for file in misp for e in misp_actors(file)), key=lambda e: e["name"])
     return _with_misp(index)
+
+
+def user_index_path() -> Path:
+    """Where ``varde intel update`` puts a newer index: ``$VARDE_DATA_DIR`` or ~/.local/share/varde."""
+    base = os.environ.get("VARDE_DATA_DIR") or str(Path.home() / ".local" / "share" / "varde")
+    return Path(base) / INDEX_NAME
+
+
+def default_index() -> AttackIndex:
+    """The index in use: the user's updated one when there is one, else the bundled one."""
+    user = user_index_path()
+    if user.is_file():
+        return AttackIndex.load(user)
+    with resources.as_file(resources.files("varde.data") / INDEX_NAME) as path:
+        return AttackIndex.load(path)
