@@ -9,8 +9,9 @@ from __future__ import annotations
 from varde.sources.base import Reader
 from varde.sources.eventjson import EventJsonReader
 from varde.sources.evtx import EvtxReader
+from varde.sources.m365audit import M365AuditReader
 
-READERS: tuple[Reader, ...] = (EvtxReader(), EventJsonReader())
+READERS: tuple[Reader, ...] = (EvtxReader(), M365AuditReader(), EventJsonReader())
 
 
 def reader_named(name: str) -> Reader:
