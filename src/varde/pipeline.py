@@ -29,6 +29,8 @@ from varde.events.store import EventStore
 from varde.ingest import IngestSummary, ingest, plan
 from varde.report.build import RulesetOutcome, build_report
 from varde.report.document import Finding, Report, RuleProblemEntry, RulesetEntry
+from varde.report.excerpts import with_excerpts
+from varde.report.outputs import write_outputs
 from varde.sources.base import ArchiveLimits
 from varde.sources.ingest import Task
 
@@ -139,8 +141,9 @@ def hunt(
         builtin, detected = _detect_builtin(store)
         findings = sort_findings([*findings, *detected])
         logger.info("matched in %.1f s: %d findings", time.perf_counter() - mark, len(findings))
-        report = build_report(store, outcomes, findings, options.clock(), [builtin])
+        report = with_excerpts(build_report(store, outcomes, findings, options.clock(), [builtin]), store)
     report.save(case.report_path)
+    write_outputs(report, case.report_path.parent)
     case.clean_scratch()
     return HuntResult(report, summary, case)
 

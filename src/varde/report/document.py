@@ -20,13 +20,14 @@ Severity = Literal["informational", "low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("informational", "low", "medium", "high", "critical")
 
 
-def _utc_text(moment: datetime) -> str:
+def utc_text(moment: datetime) -> str:
+    """``moment`` as ISO 8601 UTC text with a ``Z`` (the contract's time format)."""
     moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
     return text + "Z"
 
 
-Time = Annotated[datetime, PlainSerializer(_utc_text, return_type=str)]
+Time = Annotated[datetime, PlainSerializer(utc_text, return_type=str)]
 
 
 class Model(BaseModel):
@@ -80,6 +81,7 @@ class Verdict(Model):
 class EvidenceRef(Model):
     path: str
     locator: str
+    text: str | None = None  # the event's logged fields (for drill-down without the store), cut short
 
 
 class Finding(Model):
