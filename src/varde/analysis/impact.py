@@ -75,10 +75,22 @@ class _Entry:
 
 
 class _Book(dict[str, _Entry]):
-    """Entries by mailbox, matched case-insensitively, shown as first logged."""
+    """Entries by account: ``CORP\\alice``, ``alice@corp.example`` and ``SMTP:alice@...`` are one
+    mailbox (the account name, case-insensitive); shown by its SMTP address once one is seen."""
 
     def entry(self, mailbox: str) -> _Entry:
-        return self.setdefault(mailbox.strip().lower(), _Entry(mailbox.strip()))
+        name = mailbox.strip()
+        if name.lower().startswith("smtp:"):
+            name = name[5:]
+        entry = self.setdefault(account_key(name), _Entry(name))
+        if "@" in name and "@" not in entry.name:
+            entry.name = name
+        return entry
+
+
+def account_key(name: str) -> str:
+    """The account name alone, lower case: ``CORP\\Alice`` and ``alice@corp.example`` give ``alice``."""
+    return name.rsplit("\\", 1)[-1].split("@", 1)[0].strip().lower()
 
 
 def system_account(name: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+from pydantic import BaseModel
 
 from varde.events.store import EventStore
 from varde.report.document import EvidenceRef, Report
@@ -36,7 +37,7 @@ def _fill(value: Any, texts: dict[tuple[str, str], str]) -> Any:
         return value.model_copy(update={"text": texts.get((value.path, value.locator))})
     if isinstance(value, list):
         return [_fill(v, texts) for v in value]
-    if hasattr(value, "model_fields") and not isinstance(value, type):
+    if isinstance(value, BaseModel):
         updates = {name: _fill(getattr(value, name), texts) for name in type(value).model_fields}
         return value.model_copy(update=updates)
     return value
@@ -48,7 +49,7 @@ def _refs(value: Any, out: set[tuple[str, str]]) -> None:
     elif isinstance(value, list):
         for item in value:
             _refs(item, out)
-    elif hasattr(value, "model_fields") and not isinstance(value, type):
+    elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
             _refs(getattr(value, name), out)
 
