@@ -2,7 +2,8 @@
 
 Jinja2 with autoescaping on for every value: user agents, URLs, cmdlet parameters, file names and
 evidence text are attacker-controlled and always go through the template's HTML escaping (never
-``|safe``). The page carries no script at all and a Content-Security-Policy that forbids any, loads
+``|safe``), and control and bidi-override characters are shown as escapes (as in the terminal) so
+no evidence text can reorder what a reader sees. The page carries no script at all and a Content-Security-Policy that forbids any, loads
 nothing from the network (inline CSS and an inline SVG chart), and drills down with ``<details>``
 elements and in-page links from every item to its finding and evidence lines.
 """
@@ -16,6 +17,7 @@ from datetime import datetime
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from varde.analysis.tactics import attack_table
+from varde.report.console import safe
 from varde.report.document import Report, Step
 
 #: Colours of intruders in the chart (host events of no intruder are grey).
@@ -35,6 +37,7 @@ class Dot:
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("varde.report", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
+                      finalize=lambda value: safe(value) if isinstance(value, str) else value,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = lambda m: m.strftime("%Y-%m-%d %H:%M:%SZ") if m else "-"
     return env
