@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from varde.analysis.hits import Hit
+from varde.analysis.hits import BACKEND_PORT, Hit
 from varde.analysis.intruders import Clustering, shell_key
 from varde.detect.exchange.web import requests
 from varde.events.store import EventStore, sql_literal
@@ -122,17 +122,48 @@ def _ref(hit: Hit) -> EvidenceRef:
 
 
 def _from_cmdlets(store: EventStore, owned: Sequence[Hit], clustering: Clustering, book: _Book) -> None:
-    sizes = _download_sizes(store, [h for h in owned if h.finding.rule_id == DOWNLOAD_RULE])
+    exports = [h for h in owned if RULE_ACCESS.get(h.finding.rule_id) == "export" and h.attrs.get("path")]
+    on_disk = _file_sizes(store, [h.attrs["path"] for h in exports])
+    downloaded = _download_sizes(store, [h for h in owned if h.finding.rule_id == DOWNLOAD_RULE])
     for hit in owned:
         access = RULE_ACCESS.get(hit.finding.rule_id)
         mailbox = hit.attrs.get("mailbox")
         if access is None or not mailbox:
             continue
         target = hit.attrs.get("path")
-        size = sizes.get(shell_key(target)) if access == "export" and target else None
+        size = None
+        if access == "export" and target:
+            size = on_disk.get(target, downloaded.get(shell_key(target)))
         detail = f"{hit.attrs.get('step') or access}" + (f" -> {target}" if target else "")
         book.entry(mailbox).add(access, hit.ts, clustering.intruder_of(hit), detail, _ref(hit),
                                 finding=hit.finding.id, size=size)
+
+
+def windows_tail(path: str) -> str:
+    """A Windows path without its drive or share, ``/``-separated, lower case:
+    ``\\\\EXCH01\\C$\\ProgramData\\x.pst`` and ``C:\\ProgramData\\x.pst`` give ``programdata/x.pst``."""
+    parts = [p for p in path.replace("/", "\\").split("\\") if p]
+    if path.startswith(("\\\\", "//")) and len(parts) > 2:
+        parts = parts[2:]  # host and share
+    elif parts and parts[0].endswith(":"):
+        parts = parts[1:]
+    return "/".join(parts).lower()
+
+
+def _file_sizes(store: EventStore, targets: Sequence[str]) -> dict[str, int]:
+    """Sizes of exported files found in the file inventory (``files`` table, when the case has one),
+    matched by their path below the drive."""
+    has = store.query("SELECT count(*) FROM information_schema.tables WHERE table_name = 'files'")[0][0]
+    if not targets or not has:
+        return {}
+    out = {}
+    for target in targets:
+        tail = windows_tail(target)
+        rows = store.query("SELECT bytes FROM files WHERE lower(replace(tree_path, '\\', '/')) LIKE ? "
+                           "AND bytes IS NOT NULL ORDER BY evidence LIMIT 1", ["%/" + tail])
+        if rows and tail:
+            out[target] = int(rows[0][0])
+    return out
 
 
 def _download_sizes(store: EventStore, downloads: Sequence[Hit]) -> dict[str, int]:
@@ -157,7 +188,7 @@ def _web_reads(store: EventStore, ips: dict[str, str], book: _Book) -> dict[str,
     addresses = ", ".join(sql_literal(ip) for ip in sorted(ips))
     rows = store.query(f"""SELECT r.key, r.ts, r.source_ip, r."user", lower(r.uri_decoded), v.path, e.locator
         FROM {web} r JOIN events e USING (key) JOIN evidence v ON v.id = e.evidence
-        WHERE r.source_ip IN ({addresses}) AND r."user" IS NOT NULL
+        WHERE r.source_ip IN ({addresses}) AND r."user" IS NOT NULL AND coalesce(r.port, '') <> '{BACKEND_PORT}'
           AND TRY_CAST(r.status AS INTEGER) BETWEEN 100 AND 399 ORDER BY r.ts, r.key""")
     accounts: dict[str, str | None] = {}
     for _, ts, ip, user, uri, path, locator in rows:
