@@ -82,3 +82,21 @@ def test_clustering_is_deterministic(case_report, tmp_path):
 
 def test_shell_key_matches_url_and_file_paths():
     assert shell_key("/owa/auth/OutlookEN.aspx") == shell_key("C:\\Exchange\\FrontEnd\\HttpProxy\\owa\\auth\\outlooken.aspx")
+
+
+def test_host_events_join_across_host_spellings_and_logs_without_host():
+    use = finding("webshell.use")
+    dump = Finding(**{**finding("x").model_dump(), "id": "f-dump", "detector": "sigma", "rule_id": "lsass"})
+    web = Hit(use, 1, T0, None, "u_ex.log", "line 1", {"source_ip": "192.0.2.1", "webshell": "a.aspx"})
+    host = Hit(dump, 2, T0 + timedelta(minutes=20), "exch01.corp.example", "Security.evtx", "record 9", {})
+    result = cluster([web, host])
+    assert len(result.intruders) == 1 and result.intruder_of(host) == result.intruders[0].id
+
+
+def test_the_back_end_site_and_the_server_itself_are_relays_not_sources():
+    from varde.analysis.hits import relayed
+
+    assert relayed("10.0.0.5", "10.0.0.5", "443")  # the server's own address
+    assert relayed("10.0.0.9", "10.0.0.5", "444")  # Exchange Back End: the client is the front end
+    assert relayed("127.0.0.1", None, None)
+    assert not relayed("192.0.2.1", "10.0.0.5", "443")

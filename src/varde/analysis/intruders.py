@@ -155,7 +155,7 @@ def _attach_sourceless(hits: Sequence[Hit], intruders: list[Intruder], owner: di
                 continue
             shell = hit.attrs.get("webshell")
             target = shells.get(shell_key(shell)) if shell else None
-            target = target or _active_before(active.get(hit.host, []), hit.ts)
+            target = target or _active_before(active, hit.host, hit.ts)
             if target is None and wanted:
                 new = Intruder(str(uuid.uuid5(_NAMESPACE, f"host|{hit.host}|{hit.key}")), [])
                 intruders.append(new)
@@ -167,26 +167,36 @@ def _attach_sourceless(hits: Sequence[Hit], intruders: list[Intruder], owner: di
                 if shell:
                     shells.setdefault(shell_key(shell), target)
                 if hit.ts and wanted:
-                    insort(active.setdefault(hit.host, []), (hit.ts, target))
+                    insort(active.setdefault(host_key(hit.host), []), (hit.ts, target))
 
 
-def _activity(hits: Sequence[Hit], owner: dict[int, str]) -> dict[str | None, list[tuple[datetime, str]]]:
-    """Per host, the times at which each intruder acted, in order."""
-    out: dict[str | None, list[tuple[datetime, str]]] = defaultdict(list)
+def host_key(host: str | None) -> str:
+    """Logs name one server differently (``EXCH01``, ``exch01.corp.example``; IIS logs none):
+    the short name in lower case, ``""`` when the log has none."""
+    return (host or "").split(".", 1)[0].lower()
+
+
+def _activity(hits: Sequence[Hit], owner: dict[int, str]) -> dict[str, list[tuple[datetime, str]]]:
+    """Per host (:func:`host_key`), the times at which each intruder acted, in order."""
+    out: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
     for hit in hits:
         if id(hit) in owner and hit.ts:
-            out[hit.host].append((hit.ts, owner[id(hit)]))
+            out[host_key(hit.host)].append((hit.ts, owner[id(hit)]))
     return {host: sorted(times) for host, times in out.items()}
 
 
-def _active_before(times: list[tuple[datetime, str]], ts: datetime | None) -> str | None:
-    """The intruder with the latest action at or before ``ts``, if within the window."""
+def _active_before(active: dict[str, list[tuple[datetime, str]]], host: str | None,
+                   ts: datetime | None) -> str | None:
+    """The intruder with the latest action on ``host`` (or in a log that names no host) at or
+    before ``ts``, if within the window."""
     if ts is None:
         return None
-    at = bisect_right(times, (ts, "\uffff"))
-    if at and ts - times[at - 1][0] <= ATTACH_WINDOW:
-        return times[at - 1][1]
-    return None
+    best: tuple[datetime, str] | None = None
+    for times in (active.get(host_key(host), []), active.get("", [])):
+        at = bisect_right(times, (ts, "\uffff"))
+        if at and ts - times[at - 1][0] <= ATTACH_WINDOW and (best is None or times[at - 1] > best):
+            best = times[at - 1]
+    return best[1] if best else None
 
 def entries(clustering: Clustering) -> list[IntruderEntry]:
     """The intruders as the report lists them: ``Intruder 1`` is the first to act."""
