@@ -86,9 +86,15 @@ def render_html(report: Report) -> str:
     colours = _colours(report)
     rows, dots, axis = chart(report.timeline, colours)
     findings = {f.id: f for f in report.findings}
+    titled: dict[str, list[str]] = {}
+    for intruder in report.intruders:  # one link per title (a rule's findings differ only by host)
+        seen: dict[str, str] = {}
+        for fid in intruder.finding_ids:
+            seen.setdefault(findings[fid].title if fid in findings else fid, fid)
+        titled[intruder.id] = sorted(seen.values(), key=lambda f: findings[f].title if f in findings else f)
     names = {i.id: i.name for i in report.intruders}
     return _environment().get_template("report.html.j2").render(
         r=report, rows=rows, dots=dots, axis=axis, colours=colours, heat=heat_map(report), findings=findings,
-        names=names, width=CHART_WIDTH, row_height=ROW_HEIGHT, label_width=LABEL_WIDTH,
+        names=names, titled=titled, width=CHART_WIDTH, row_height=ROW_HEIGHT, label_width=LABEL_WIDTH,
         notice=attack_table().notice,
     )
