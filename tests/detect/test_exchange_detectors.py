@@ -247,3 +247,16 @@ def test_hostile_values_are_data(tmp_path, hostile):
     lines = [iis("2021-03-03T08:00:00Z", "POST", "/owa/auth/help.aspx", hostile, "200", agent=hostile)]
     hits = found(tmp_path, {IIS: lines})
     assert hits["varde.exchange.webshell.use"][0]["user_agent"] == hostile.replace("+", " ")
+
+
+def test_proxylogon_seen_only_in_front_end_iis(tmp_path):
+    lines = [
+        iis("2021-03-03T06:49:42Z", "POST", "/ecp/y.js", "&CorrelationID=<empty>;&cafeReqId=5e58;", "200"),
+        iis("2021-03-03T06:49:47Z", "POST", "/ecp/proxyLogon.ecp", "-", "241"),
+        iis("2021-03-03T06:49:48Z", "POST", "/ecp/proxyLogon.ecp", "-", "241", ip="10.0.0.5", port="444"),
+        iis("2021-03-03T06:49:49Z", "POST", "/ecp/x.js", "-", "500", ip="198.51.100.4"),
+    ]
+    hits = found(tmp_path, {IIS: lines})
+    assert [h["url"] for h in hits["varde.exchange.proxylogon.ssrf"]] == [
+        "/ecp/y.js?&CorrelationID=<empty>;&cafeReqId=5e58;", "/ecp/proxyLogon.ecp"]
+    assert [h["source_ip"] for h in hits["varde.exchange.proxylogon.ssrf-failed"]] == ["198.51.100.4"]

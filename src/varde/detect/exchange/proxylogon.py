@@ -141,6 +141,7 @@ class ProxyLogon:
 
     def run(self, store: EventStore) -> Iterator[Hit]:
         yield from self._httpproxy(store)
+        yield from self._web(store)
         yield from self._um(store)
         yield from self._oab(store)
         yield from self._commands(store)
@@ -158,7 +159,6 @@ class ProxyLogon:
                         f"OR ({_SERVERINFO} AND NOT ({_NOT_PROBE}))")
         yield from hits(store, VDIR_RESET, f"SELECT key, {_HTTPPROXY_ATTRS} FROM {source} "
                         "WHERE AnchorMailbox ILIKE 'ServerInfo~%/%Reset%VirtualDirectory#' AND HttpStatus = '200'")
-        yield from self._web(store)
 
     def _web(self, store: EventStore) -> Iterator[Hit]:
         """The SSRF and the reset as IIS and HttpProxy show the requests themselves."""
