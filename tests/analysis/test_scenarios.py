@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +21,8 @@ if importlib.util.find_spec("varde.scenario") is None:
 if not {"iis-w3c", "exchange-csv"} <= {r.name for r in READERS}:
     pytest.skip("the IIS and Exchange log readers are not in this checkout", allow_module_level=True)
 
-from varde.scenario.engine import Settings  # noqa: E402
-from varde.scenario.library import scenario_names, simulate  # noqa: E402
+from varde.scenario.engine import Settings
+from varde.scenario.library import scenario_names, simulate
 
 pytestmark = pytest.mark.slow
 

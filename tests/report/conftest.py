@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
 
-from intrusion_case import build  # noqa: E402
+from intrusion_case import build
 
-from varde.report.document import Report  # noqa: E402
+from varde.report.document import Report
 
 
 @pytest.fixture(scope="session")

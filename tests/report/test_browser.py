@@ -20,7 +20,7 @@ from browser import run
 from varde.report.html import render_html
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
-from intrusion_case import build  # noqa: E402
+from intrusion_case import build
 
 MARK = "document.documentElement.setAttribute('data-pwned','1')"
 HOSTILE = (f"\"'><script>{MARK}</script><img src=x onerror=\"{MARK}\"><svg onload={MARK}>"

@@ -21,7 +21,7 @@ from varde.analysis.tactics import attack_table
 from varde.report.document import EvidenceRef, Step, Technique
 
 BURST = timedelta(minutes=10)
-#: Steps kept in the report (a cap for pathological cases; the count of the rest is a warning).
+#: Steps kept in the report (a cap for pathological cases; the report warns of the rest).
 MAX_STEPS = 5000
 #: Evidence lines listed per step.
 STEP_EVIDENCE = 5
@@ -80,10 +80,10 @@ def _step(burst: _Burst) -> Step:
 
 
 def timeline(hits: Sequence[Hit], clustering: Clustering) -> list[Step]:
-    """The steps in time order (then finding id, a stable order), at most :data:`MAX_STEPS`."""
+    """Every step in time order (then finding id, a stable order); the report keeps :data:`MAX_STEPS`."""
     steps = [_step(b) for b in _bursts(hits, clustering)]
     steps.sort(key=lambda s: (s.ts, s.finding_id, s.intruder or ""))
-    return steps[:MAX_STEPS]
+    return steps
 
 
 def first_intrusion(hits: Sequence[Hit], clustering: Clustering) -> datetime | None:

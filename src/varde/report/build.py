@@ -98,6 +98,11 @@ def build_report(
     clustering = intruder_analysis.cluster(hits)
     intruders = intruder_analysis.entries(clustering)
     steps = timeline_analysis.timeline(hits, clustering)
+    notes = warnings(store)
+    if len(steps) > timeline_analysis.MAX_STEPS:
+        notes.append(Warning(path=None, message=f"{len(steps) - timeline_analysis.MAX_STEPS} more timeline steps "
+                                                "are not listed (the findings hold them)"))
+        steps = steps[:timeline_analysis.MAX_STEPS]
     first = timeline_analysis.first_intrusion(hits, clustering)
     mailboxes = mailbox_impact(store, hits, clustering)
     shells = webshells(store, findings)
@@ -121,5 +126,5 @@ def build_report(
         first_intrusion=first,
         scanners=scanners,
         findings=findings,
-        warnings=warnings(store),
+        warnings=notes,
     )
