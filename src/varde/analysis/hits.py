@@ -49,8 +49,14 @@ class Hit:
         return self.attrs.get("user_agent")
 
 
-def _utc(moment: datetime | None) -> datetime | None:
+def utc(moment: datetime | None) -> datetime | None:
+    """A time from the store (naive UTC) as an aware UTC time."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def account_key(name: str) -> str:
+    """The account name alone, lower case: ``CORP\\Alice`` and ``alice@corp.example`` give ``alice``."""
+    return name.rsplit("\\", 1)[-1].split("@", 1)[0].strip().lower()
 
 
 def load_hits(store: EventStore, findings: Sequence[Finding]) -> list[Hit]:
@@ -77,7 +83,7 @@ def load_hits(store: EventStore, findings: Sequence[Finding]) -> list[Hit]:
         values = {k: str(v) for k, v in (json.loads(attrs) if attrs else {}).items() if v not in (None, "")}
         if relayed(values.get("source_ip"), server, port):
             values["relay"] = values.pop("source_ip")
-        out.append(Hit(finding, int(key), _utc(ts), host, path, locator, values))
+        out.append(Hit(finding, int(key), utc(ts), host, path, locator, values))
     return out
 
 

@@ -6,8 +6,10 @@ the intruder touched, never every mailbox in the logs):
 * cmdlets of an intruder's hits (``mailbox.*`` and ``proxyshell.export-webshell`` detector rules):
   exports (with the file, and the bytes of a later download of that file from a web folder when
   IIS logged ``sc-bytes``), searches, inbox / transport rules and forwarding, delegate grants;
-* web requests from an intruder's addresses that succeeded on EWS, OWA, MAPI or ActiveSync as an
-  account: a read of that account's mailbox;
+* items fetched over EWS (``GetItem``, ``ExportItems``, ``SyncFolderItems`` in the EWS log) from an
+  intruder's address, with item counts and bytes; without the EWS log, and for OWA, MAPI and
+  ActiveSync, web requests from an intruder's address that succeeded as an account: a read of
+  that account's mailbox;
 * Microsoft 365 unified audit records (channel ``M365 Audit``): ``MailItemsAccessed`` from an
   intruder's address (with item count and size), and inbox rules, forwarding and delegate grants
   from an intruder's address or by an account the intruder used.
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from varde.analysis.hits import BACKEND_PORT, Hit
+from varde.analysis.hits import BACKEND_PORT, Hit, account_key, utc
 from varde.analysis.intruders import Clustering, shell_key
 from varde.detect.exchange.web import requests
 from varde.events.store import EventStore, sql_literal
@@ -88,10 +90,6 @@ class _Book(dict[str, _Entry]):
         return entry
 
 
-def account_key(name: str) -> str:
-    """The account name alone, lower case: ``CORP\\Alice`` and ``alice@corp.example`` give ``alice``."""
-    return name.rsplit("\\", 1)[-1].split("@", 1)[0].strip().lower()
-
 
 def system_account(name: str) -> bool:
     """Machine, health and service accounts: their requests read no person's mail."""
@@ -105,7 +103,8 @@ def mailbox_impact(store: EventStore, hits: Sequence[Hit], clustering: Clusterin
     owned = [h for h in hits if clustering.intruder_of(h)]
     _from_cmdlets(store, owned, clustering, book)
     ips = {ip: i.id for i in clustering.intruders for ip in i.source_ips}
-    accounts = _web_reads(store, ips, book)
+    ews_log = _ews_reads(store, ips, book)
+    accounts = _web_reads(store, ips, book, skip_ews=ews_log)
     accounts.update({h.attrs["user"]: clustering.intruder_of(h) for h in owned if h.attrs.get("user")})
     _from_audit(store, ips, accounts, book)
     far = datetime.max.replace(tzinfo=UTC)
@@ -180,8 +179,10 @@ def _download_sizes(store: EventStore, downloads: Sequence[Hit]) -> dict[str, in
     return dict(out)
 
 
-def _web_reads(store: EventStore, ips: dict[str, str], book: _Book) -> dict[str, str | None]:
-    """Reads over mail protocols by intruder addresses; the accounts they used."""
+def _web_reads(store: EventStore, ips: dict[str, str], book: _Book, skip_ews: bool) -> dict[str, str | None]:
+    """Reads over mail protocols by intruder addresses; the accounts they used. With the EWS log in
+    the case, its EWS lines are the reads (a web request cannot tell listing folders from fetching
+    items), so EWS requests only tell which accounts were used."""
     web = requests(store) if ips else None
     if web is None:
         return {}
@@ -196,8 +197,42 @@ def _web_reads(store: EventStore, ips: dict[str, str], book: _Book) -> dict[str,
         if protocol is None or uri.startswith("/owa/auth") or system_account(user):
             continue
         accounts.setdefault(user, ips[ip])
-        book.entry(user).add("read", _utc(ts), ips[ip], f"{protocol} from {ip}", EvidenceRef(path=path, locator=locator))
+        if skip_ews and protocol == "EWS":
+            continue
+        book.entry(user).add("read", utc(ts), ips[ip], f"{protocol} from {ip}", EvidenceRef(path=path, locator=locator))
     return accounts
+
+
+_EWS_FIELDS = ("SoapAction", "AuthenticatedUser", "ClientIpAddress", "HttpStatus", "ResponseSize", "LocalIdCount",
+               "RemoteIdCount", "GenericInfo", "ImpersonatedUser")
+#: EWS calls that fetch items (FindItem lists summaries; these return the items themselves).
+_EWS_FETCH = ("GetItem", "ExportItems", "SyncFolderItems")
+
+
+def _ews_reads(store: EventStore, ips: dict[str, str], book: _Book) -> bool:
+    """Items fetched over EWS from intruder addresses, per mailbox (``Mbx=`` of GenericInfo, else
+    the impersonated or authenticated user), with item counts (``LocalIdCount`` +
+    ``RemoteIdCount``) and bytes (``ResponseSize``). True when the case has the EWS log."""
+    source = store.select("Exchange EWS", _EWS_FIELDS)
+    if source is None:
+        return False
+    if not ips:
+        return True
+    addresses = ", ".join(sql_literal(ip) for ip in sorted(ips))
+    fetch = ", ".join(sql_literal(a) for a in _EWS_FETCH)
+    rows = store.query(f"""SELECT a.ts, a.ClientIpAddress, a.SoapAction,
+            coalesce(nullif(regexp_extract(a.GenericInfo, 'Mbx=([^;]+)', 1), ''), nullif(a.ImpersonatedUser, ''),
+                     a.AuthenticatedUser),
+            coalesce(TRY_CAST(a.LocalIdCount AS BIGINT), 0) + coalesce(TRY_CAST(a.RemoteIdCount AS BIGINT), 0),
+            TRY_CAST(a.ResponseSize AS BIGINT), v.path, a.locator
+        FROM {source} a JOIN evidence v ON v.id = a.evidence
+        WHERE a.ClientIpAddress IN ({addresses}) AND a.SoapAction IN ({fetch})
+          AND TRY_CAST(a.HttpStatus AS INTEGER) BETWEEN 100 AND 399 ORDER BY a.ts, a.key""")
+    for ts, ip, action, mailbox, items, size, path, locator in rows:
+        if mailbox and not system_account(mailbox):
+            book.entry(mailbox).add("read", utc(ts), ips[ip], f"EWS {action} from {ip}",
+                                    EvidenceRef(path=path, locator=locator), items=items or None, size=size)
+    return True
 
 
 _AUDIT_FIELDS = ("Operation", "UserId", "ClientIP", "ClientIPAddress", "MailboxOwnerUPN", "ObjectId", "ItemCount",
@@ -228,7 +263,7 @@ def _from_audit(store: EventStore, ips: dict[str, str], accounts: dict[str, str 
         if not mailbox:
             continue
         detail = f"M365 {rec['Operation']}" + (f" from {ip}" if ip else f" by {rec.get('UserId')}")
-        book.entry(mailbox).add(access, _utc(rec["ts"]), intruder or by_account, detail,
+        book.entry(mailbox).add(access, utc(rec["ts"]), intruder or by_account, detail,
                                 EvidenceRef(path=rec["path"], locator=rec["locator"]),
                                 items=_int(rec.get("ItemCount")) if access == "read" else None,
                                 size=_int(rec.get("SizeBytes")) if access == "read" else None)
@@ -253,7 +288,3 @@ def _int(value: object) -> int | None:
         return int(str(value)) if value is not None else None
     except ValueError:
         return None
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

@@ -15,12 +15,14 @@ nothing stay apart, so two groups on one server give two intruders.
 
 from __future__ import annotations
 
+import re
 import uuid
 from bisect import bisect_right, insort
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from varde.analysis.hits import Hit
 from varde.report.document import Intruder as IntruderEntry
@@ -34,12 +36,19 @@ POST_EXPLOITATION = frozenset({
     "varde.exchange.auth.spray-success",
     "varde.exchange.owassrf.rps-client",
 })
+#: Rules whose hits show an intruder got in with a valid password (an intrusion, like an exploit).
+CREDENTIAL_RULES = frozenset({"varde.exchange.auth.spray-success"})
 AGENT_WINDOW = timedelta(hours=2)
 ATTACH_WINDOW = timedelta(hours=6)
 #: Scanner addresses listed in the report (all are counted).
 MAX_SCANNERS = 100
 _SERIOUS = ("medium", "high", "critical")
 _NAMESPACE = uuid.UUID("6a0c1f8e-2f4b-4b43-9a57-7661726465f2")
+
+
+def got_in(hit: Hit) -> bool:
+    """The hit shows the intruder got in: successful exploitation, or a password that worked."""
+    return hit.finding.exploited is True or hit.finding.rule_id in CREDENTIAL_RULES
 
 
 def intrusive(hit: Hit) -> bool:
@@ -61,7 +70,7 @@ class Intruder:
     hits: list[Hit] = field(default_factory=list)
 
     def first_exploitation(self) -> datetime | None:
-        times = [h.ts for h in self.hits if h.finding.exploited and h.ts]
+        times = [h.ts for h in self.hits if got_in(h) and h.ts]
         return min(times, default=None)
 
 
@@ -73,6 +82,7 @@ class Clustering:
     owner: dict[int, str]  # id(hit) -> intruder id
     scanners: list[str]
     scanner_findings: list[str]
+    owner_alias: dict[str, str] = field(default_factory=dict)  # merged intruder id -> the one it joined
 
     def intruder_of(self, hit: Hit) -> str | None:
         return self.owner.get(id(hit))
@@ -198,12 +208,19 @@ def _active_before(active: dict[str, list[tuple[datetime, str]]], host: str | No
             best = times[at - 1]
     return best[1] if best else None
 
-def entries(clustering: Clustering) -> list[IntruderEntry]:
-    """The intruders as the report lists them: ``Intruder 1`` is the first to act."""
+def entries(clustering: Clustering, web: Mapping[str, Any] | None = None) -> list[IntruderEntry]:
+    """The intruders as the report lists them: ``Intruder 1`` is the first to act. ``web``: each
+    source's requests (``footprint.Activity``: first, last, agents), which widen times and agents."""
     out = []
+    web = web or {}
     for number, intruder in enumerate(clustering.intruders, 1):
         times = [h.ts for h in intruder.hits if h.ts]
         agents = {h.user_agent for h in intruder.hits if h.user_agent and h.source_ip}
+        for ip in intruder.source_ips:
+            if ip in web:
+                times += [web[ip].first, web[ip].last]
+                agents |= web[ip].agents
+        agents = _one_spelling(agents)
         shells = {h.attrs["webshell"] for h in intruder.hits if h.attrs.get("webshell")}
         out.append(IntruderEntry(
             id=intruder.id,
@@ -225,3 +242,14 @@ def scanners(clustering: Clustering) -> Scanners:
     """The sources kept out (probes and failed tries only), counted."""
     return Scanners(count=len(clustering.scanners), source_ips=clustering.scanners[:MAX_SCANNERS],
                     finding_ids=clustering.scanner_findings)
+
+
+def _one_spelling(agents: Iterable[str]) -> set[str]:
+    """User agents once each: CSV logs write an agent's commas as spaces (``KHTML  like Gecko``),
+    IIS keeps them; the spelling with the commas is kept."""
+    best: dict[str, str] = {}
+    for agent in sorted(agents):
+        key = re.sub(r"[,\s]+", " ", agent).strip()
+        if key not in best or agent.count(",") > best[key].count(","):
+            best[key] = agent
+    return set(best.values())

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from varde.analysis.hits import Hit
-from varde.analysis.intruders import Clustering
+from varde.analysis.intruders import Clustering, got_in
 from varde.analysis.tactics import attack_table
 from varde.report.document import EvidenceRef, Step, Technique
 
@@ -87,8 +87,9 @@ def timeline(hits: Sequence[Hit], clustering: Clustering) -> list[Step]:
 
 
 def first_intrusion(hits: Sequence[Hit], clustering: Clustering) -> datetime | None:
-    """The earliest hit on the timeline whose finding shows successful exploitation."""
-    times = [h.ts for h in hits if h.ts and h.finding.exploited and shown(h, clustering)]
+    """The earliest hit on the timeline that shows an intruder got in (an exploit that worked, a
+    password that worked)."""
+    times = [h.ts for h in hits if h.ts and got_in(h) and shown(h, clustering)]
     return min(times, default=None)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from varde import __version__
+from varde.analysis import footprint
 from varde.analysis import intruders as intruder_analysis
 from varde.analysis import timeline as timeline_analysis
 from varde.analysis.hits import load_hits
@@ -96,7 +97,7 @@ def build_report(
     vulns = vulnerabilities(findings)
     hits = load_hits(store, findings)
     clustering = intruder_analysis.cluster(hits)
-    intruders = intruder_analysis.entries(clustering)
+    intruders = intruder_analysis.entries(clustering, footprint.extend(store, clustering))
     steps = timeline_analysis.timeline(hits, clustering)
     notes = warnings(store)
     if len(steps) > timeline_analysis.MAX_STEPS:
