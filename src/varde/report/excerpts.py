@@ -10,26 +10,33 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
 from pydantic import BaseModel
 
-from varde.events.store import EventStore
+from varde.events.store import EventStore, sql_literal
 from varde.report.document import EvidenceRef, Report
 
 MAX_TEXT = 2000
 
 
 def _texts(store: EventStore, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Event fields by (path, locator). Filters are literal lists so each partition scan is pruned
+    (a join with the references would read every partition of the ``events`` view whole)."""
     if not refs:
         return {}
-    paths, locators = zip(*sorted(refs), strict=True)
-    store.con.register("_refs", pa.table({"path": list(paths), "locator": list(locators)}))
-    try:
-        rows = store.query("""SELECT r.path, r.locator, e.fields::VARCHAR FROM _refs r
-            JOIN evidence v ON v.path = r.path JOIN events e ON e.evidence = v.id AND e.locator = r.locator""")
-    finally:
-        store.con.unregister("_refs")
-    return {(p, loc): (t if len(t) <= MAX_TEXT else t[:MAX_TEXT] + "…") for p, loc, t in rows if t is not None}
+    ids = {path: number for number, path in store.query("SELECT id, path FROM evidence")}
+    wanted = {(ids[p], loc) for p, loc in refs if p in ids}
+    if not wanted:
+        return {}
+    paths = {number: path for path, number in ids.items()}
+    evidence = ", ".join(str(n) for n in sorted({n for n, _ in wanted}))
+    locators = ", ".join(sql_literal(loc) for loc in sorted({loc for _, loc in wanted}))
+    rows = store.query(f"SELECT evidence, locator, fields::VARCHAR FROM events "
+                       f"WHERE evidence IN ({evidence}) AND locator IN ({locators})")
+    out = {}
+    for number, locator, text in rows:
+        if (number, locator) in wanted and text is not None:
+            out[(paths[number], locator)] = text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
+    return out
 
 
 def _fill(value: Any, texts: dict[tuple[str, str], str]) -> Any:
