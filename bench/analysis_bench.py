@@ -48,7 +48,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         render, _ = _best(3, lambda: write_outputs(report, Path(out)))
         sizes = {p.name: p.stat().st_size for p in Path(out).iterdir()}
-    line = (f"| {args.case.name} | {old.case.events:,} | {len(old.findings)} | {len(report.intruders)} | "
+    label = "/".join(args.case.resolve().parts[-2:])
+    line = (f"| {label} | {old.case.events:,} | {len(old.findings)} | {len(report.intruders)} | "
             f"{len(report.timeline)} | {len(report.mailboxes)} | {analysis:.2f} s | {excerpts:.2f} s | {render:.2f} s | "
             f"{sizes.get('report.html', 0) // 1024} KiB |")
     load = os.getloadavg()[0]
