@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -97,11 +98,18 @@ def hunt_command(
     yara: Annotated[list[Path], typer.Option("--yara", help="YARA rule folder or file (repeatable).")] = [],  # noqa: B006
     builtin_rules: Annotated[bool, typer.Option(help="Use varde's bundled Sigma and YARA rules.")] = True,
     workers: Annotated[int, typer.Option(help="Reader processes (0: read in this process).", min=0)] = 2,
+    victim_country: Annotated[
+        str | None, typer.Option("--victim-country", help="Victim's country (ISO 3166 alpha-2), for attribution.")
+    ] = None,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"], help="Attribute with what ATT&CK knew then.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
 ) -> None:
     """Read evidence into a case, run the rules and write CASE/report.json."""
     options = HuntOptions(tuple(sigma), builtin_rules, placeholders, workers, yara_dirs=tuple(yara),
-                          builtin_yara=builtin_rules)
+                          builtin_yara=builtin_rules, victim_country=victim_country,
+                          as_of=as_of.date() if as_of else None)
     _run_hunt(evidence, case, options, quiet)
 
 

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
@@ -83,6 +83,8 @@ class HuntOptions:
     yara_dirs: tuple[Path, ...] = ()
     builtin_yara: bool = True
     yara_limits: ScanLimits = field(default_factory=ScanLimits)
+    victim_country: str | None = None  # ISO 3166 alpha-2, a prior for attribution
+    as_of: date | None = None  # attribute with only what ATT&CK knew on that day
     clock: Callable[[], datetime] = utc_now
 
 
@@ -150,7 +152,8 @@ def hunt(
         findings = sort_findings([*findings, *detected, *scanned])
         logger.info("matched in %.1f s: %d findings", time.perf_counter() - mark, len(findings))
         report = with_excerpts(build_report(store, outcomes, findings, options.clock(),
-                                            [builtin, *(ruleset.entry() for ruleset in yara.rulesets)]), store)
+                                            [builtin, *(ruleset.entry() for ruleset in yara.rulesets)],
+                                            options.victim_country, options.as_of), store)
     report.save(case.report_path)
     write_outputs(report, case.report_path.parent)
     case.clean_scratch()

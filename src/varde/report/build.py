@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from varde import __version__
 from varde.analysis import footprint
 from varde.analysis import intruders as intruder_analysis
 from varde.analysis import timeline as timeline_analysis
+from varde.analysis.attack import default_index
+from varde.analysis.attribution import AttributionInput, attribute
 from varde.analysis.hits import load_hits
 from varde.analysis.impact import mailbox_impact
 from varde.analysis.tactics import attack_table
@@ -19,6 +21,7 @@ from varde.analysis.webshells import webshells
 from varde.detect.sigma.rules import RuleProblem, RuleSet
 from varde.events.store import EventStore
 from varde.report.document import (
+    Attribution,
     CaseInfo,
     EvidenceEntry,
     Finding,
@@ -102,8 +105,11 @@ def build_report(
     findings: list[Finding],
     created: datetime,
     other_rulesets: Sequence[RulesetEntry] = (),
+    victim_country: str | None = None,
+    as_of: date | None = None,
 ) -> Report:
-    """The report document for the case as it stands."""
+    """The report document for the case as it stands; ``victim_country`` (ISO 3166 alpha-2) and
+    ``as_of`` (attribute with only what ATT&CK knew then) are for the attribution."""
     events = store.event_count()
     vulns = vulnerabilities(findings)
     hits = load_hits(store, findings)
@@ -119,6 +125,7 @@ def build_report(
     mailboxes = mailbox_impact(store, hits, clustering)
     shells = webshells(store, findings)
     scanners = intruder_analysis.scanners(clustering)
+    techniques = timeline_analysis.techniques(steps, hits, clustering)
     return Report(
         case=CaseInfo(
             tool_version=__version__,
@@ -133,10 +140,20 @@ def build_report(
         intruders=intruders,
         webshells=shells,
         mailboxes=mailboxes,
-        techniques=timeline_analysis.techniques(steps, hits, clustering),
+        techniques=techniques,
         timeline=steps,
+        attribution=case_attribution([t.id for t in techniques] if intruders else [], victim_country, as_of),
         first_intrusion=first,
         scanners=scanners,
         findings=findings,
         warnings=notes,
     )
+
+
+def case_attribution(techniques: Sequence[str], victim_country: str | None, as_of: date | None) -> Attribution:
+    """Candidate actors for the intruders' ATT&CK techniques (``analysis/attribution``). Without
+    intruders there is nothing to attribute: no candidates, all mass on "unknown"."""
+    if not techniques:
+        return Attribution(notes=["no intruder activity to attribute"])
+    evidence = AttributionInput(techniques=list(techniques), victim_country=victim_country)
+    return attribute(evidence, default_index(), as_of)

@@ -53,6 +53,7 @@ def render(report: Report, console: Console) -> None:
     _intruders(report, console)
     _timeline(report, console)
     _mailboxes(report, console)
+    _attribution(report, console)
     verdict = report.verdict
     state = ("COMPROMISED", "bold red") if verdict.compromised else ("not compromised", "bold green")
     console.print(Text("Verdict: ", style="bold"), _t(state[0], state[1]), _t(f" (confidence {verdict.confidence})"))
@@ -105,6 +106,17 @@ def _mailboxes(report: Report, console: Console) -> None:
         table.add_row(_t(m.mailbox), _t(", ".join(m.access)), _t(_when(m.first_seen)),
                       _t("-" if m.items is None else m.items), _t("-" if m.bytes is None else m.bytes))
     console.print(table)
+
+
+def _attribution(report: Report, console: Console) -> None:
+    attribution = report.attribution
+    if not attribution.candidates:
+        return
+    table = _table("Attribution (candidates)", ("actor", "country", "probability", "likelihood", "confidence"))
+    for c in attribution.candidates[:5]:
+        table.add_row(_t(c.name), _t(c.country or "-"), _t(f"{c.probability:.2f}"), _t(c.likelihood), _t(c.confidence))
+    console.print(table)
+    console.print(_t(f"{attribution.unknown_probability:.2f} left for an actor not in the reference data", "dim"))
 
 
 def _findings(report: Report, console: Console) -> None:
