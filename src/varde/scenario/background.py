@@ -164,10 +164,15 @@ def _probes(sim: Simulation, rng: random.Random, start: int) -> None:
         for protocol, stem, method in _PROBES:
             ts = start + minute * 60_000_000 + rng.randrange(50_000_000)
             box = rng.choice(org.health_mailboxes)
-            send(sim, Request(ts, method, stem, "127.0.0.1", "AMProbe/Local/ClientAccess", user=f"{org.netbios}\\{box}",
+            agent = "AMProbe/Local/ClientAccess"
+            call = None
+            if protocol == "Ews":  # the EWS probe runs a GetFolder through to the back end
+                agent = f"Ews_AM_Probe/Local (ExchangeServicesClient/{org.build})"
+                call = EwsCall("GetFolder", f"{box}@{org.domain}")
+            send(sim, Request(ts, method, stem, "127.0.0.1", agent, user=f"{org.netbios}\\{box}",
                               protocol=protocol, auth="Negotiate", anchor=f"SMTP:{box}@{org.domain}",
                               routing_hint="WindowsIdentity", backend_status=200, response_bytes=ri(rng, 100, 900),
-                              latency_ms=ri(rng, 2, 30)), rng)
+                              latency_ms=ri(rng, 2, 30), ews=call), rng)
 
 
 def _load_balancer(sim: Simulation, rng: random.Random, start: int) -> None:

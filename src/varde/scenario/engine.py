@@ -147,7 +147,7 @@ class Simulation:
         self.flush()
         for sink in self._sinks.values():
             sink.close()
-        return self.file_count + sum(len(s.files) for s in self._sinks.values())
+        return self.file_count + sum(s.files for s in self._sinks.values())
 
 
 def run_hours(sim: Simulation, days: int, size_bytes: int | None,
@@ -174,3 +174,21 @@ def day_start(start: datetime) -> datetime:
     """Midnight UTC of ``start``'s day."""
     start = start.astimezone(UTC) if start.tzinfo else start.replace(tzinfo=UTC)
     return datetime(start.year, start.month, start.day, tzinfo=UTC) + timedelta(0)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
+          "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``10GB``, ``500MB``, ``1.5GiB`` or a plain number (decimal units, as disks)."""
+    cleaned = text.strip().lower().replace(" ", "")
+    number = cleaned.rstrip("kmgtib")
+    unit = cleaned[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (try 10GB or 500MB)") from None
+    if unit not in _UNITS or value <= 0:
+        raise ValueError(f"not a size: {text!r} (try 10GB or 500MB)")
+    return int(value * _UNITS[unit])

@@ -20,6 +20,7 @@ appends, so memory stays flat however much is written.
 from __future__ import annotations
 
 import codecs
+import os
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -64,7 +65,7 @@ def _second_text(seconds: int) -> str:
     """``2021-03-03T02:41:52`` of a second since 1970, cached (a case's lines share seconds)."""
     text = _SECONDS.get(seconds)
     if text is None:
-        if len(_SECONDS) > 100_000:
+        if len(_SECONDS) > 8192:
             _SECONDS.clear()
         day, rest = divmod(seconds, 86400)
         hour, rest = divmod(rest, 3600)
@@ -116,14 +117,18 @@ class Sink:
 
     def __init__(self) -> None:
         self.bytes = 0
-        self.files: list[Path] = []
+        self.files = 0  # files written
+        self.path: Path | None = None  # the open (or last) file
         self._handle: BinaryIO | None = None
+        #: Time of the last record written to the open file: its modification time once closed.
+        self.last_us = 0
 
     def _open(self, path: Path) -> BinaryIO:
         self.close()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(path, "wb")  # noqa: SIM115 - kept open across writes, closed in close()
-        self.files.append(path)
+        self.files += 1
+        self.path = path
         return self._handle
 
     def _write(self, data: bytes) -> None:
@@ -132,10 +137,12 @@ class Sink:
         self.bytes += len(data)
 
     def close(self) -> None:
-        """Close the open file, if any."""
+        """Close the open file, if any, dated by its last record (as the server left it)."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+            assert self.path is not None
+            os.utime(self.path, ns=(self.last_us * 1000, self.last_us * 1000))
 
 
 class W3CSink(Sink):
@@ -160,6 +167,7 @@ class W3CSink(Sink):
                 ).encode()
             )
         self._write(f"{stamp} {' '.join(values)}\r\n".encode())
+        self.last_us = ts_us
 
 
 class ExchangeCsvSink(Sink):
@@ -191,6 +199,7 @@ class ExchangeCsvSink(Sink):
             self._next_file(ts_us)
         self._write(line)
         self._file_bytes += len(line)
+        self.last_us = ts_us
 
     def _next_file(self, ts_us: int) -> None:
         self._number += 1
@@ -233,4 +242,5 @@ class EventSink(Sink):
         event = {"Event": {"#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
                            "System": ordered, "EventData": data}}
         self._write(orjson.dumps(event) + b"\n")
+        self.last_us = ts_us
         return record

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -148,5 +149,8 @@ def simulate(name_or_path: str, out: Path, settings: Settings) -> Summary:
     days = run_hours(sim, max(settings.days or scenario.days, scenario.days), settings.size_bytes, hour_work)
     file_count = sim.close()
     truth = sim.truth.document(scenario.name, settings.seed, {"days": days, "files": file_count, "bytes": sim.bytes_written})
-    (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    truth_path = out / "truth.json"
+    truth_path.write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    end_ns = (sim.start_us + days * 24 * HOUR_US) * 1000
+    os.utime(truth_path, ns=(end_ns, end_ns))  # dated by the simulated clock: a rerun is byte- and time-identical
     return Summary(out, days, file_count, sim.bytes_written, truth)

@@ -88,7 +88,7 @@ def snapin_export(step: Step) -> None:
     shell = step.actor.state["shell"]
     pool = win.app_pool(sim, step.actor.state.get("pool", "MSExchangeOWAAppPool"))
     folder = params.get("folder", "C:\\ProgramData\\VSPerfMon")
-    boxes = [sim.org.users[int(n) % len(sim.org.users)] for n in params.get("mailboxes", [0])]
+    boxes = list(dict.fromkeys(sim.org.users[int(n) % len(sim.org.users)] for n in params.get("mailboxes", [0])))
     for box in boxes:
         ts = step.later(20, 300)
         smtp = sim.org.smtp(box)

@@ -143,12 +143,14 @@ def logon(sim: Simulation, ts_us: int, rng: random.Random, account: str, sid: st
 
 def cmdlet(sim: Simulation, ts_us: int, rng: random.Random, name: str, parameters: str, caller: str,
            caller_sid: str, client: str, pool: str = "MSExchangePowerShellAppPool", failed: bool = False) -> None:
-    """MSExchange Management event 1 (cmdlet succeeded) or 6 (failed), positional Data."""
+    """MSExchange Management event 1 (cmdlet succeeded) or 6 (failed), positional Data; ``pool``
+    is the IIS app pool that ran it, or ``powershell`` for a local shell with the snap-in."""
     system = {"Provider": {"#attributes": {"Name": "MSExchange CmdletLogs"}},
               "EventID": {"#attributes": {"Qualifiers": 16384}, "#text": 6 if failed else 1},
               "Level": 2 if failed else 4, "Task": 1, "Keywords": "0x80000000000000", "Security": None}
-    pid = sim.org.pids.get(pool, 4000)
-    data = [name, parameters, caller, caller_sid, caller_sid, client, f"{pid} w3wp#{pool}", "",
+    process = f"{rng.randint(1000, 20000) // 4 * 4} {pool}" if pool == "powershell" else \
+        f"{sim.org.pids.get(pool, 4000)} w3wp#{pool}"
+    data = [name, parameters, caller, caller_sid, caller_sid, client, process, "",
             str(rng.randint(1, 40)), f"00:00:0{rng.randint(0, 9)}.{rng.randint(0, 9999999):07d}",
             (f"View Entire Forest: 'False', Default Scope: '{sim.org.domain}', Configuration Domain Controller: "
             f"'DC01.{sim.org.domain}', Preferred Global Catalog: 'DC01.{sim.org.domain}', Preferred Domain "
