@@ -47,6 +47,37 @@ def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> 
     return buffer.getvalue()
 
 
+def store_with(path, events: dict[tuple[str | None, int | None], list[dict]]):
+    """An EventStore at ``path`` holding ``events``: (channel, event id) -> list of field dicts.
+
+    A field dict may carry the common columns ``ts`` (ISO text, UTC), ``host`` and ``provider``;
+    the rest are the event's own fields. Events of one key are numbered in order (locator
+    ``line N``), all from evidence file 1 named after the channel.
+    """
+    from datetime import datetime
+
+    from varde.events.store import EventStore
+    from varde.sources.base import PartitionBatch, ReadContext
+
+    store = EventStore(path)
+    store.add_evidence(1, "evidence.log", "test", 0)
+    batches: list[PartitionBatch] = []
+    context = ReadContext(1, lambda item: batches.append(item) if isinstance(item, PartitionBatch) else None, path.parent)
+    for (channel, event_id), rows in events.items():
+        for row in rows:
+            row = dict(row)
+            ts = row.pop("ts", None)
+            ts_us = int(datetime.fromisoformat(ts).timestamp() * 1_000_000) if ts else None
+            host, provider = row.pop("host", None), row.pop("provider", None)
+            context.event(f"line {context.records + 1}", ts_us, host, channel, provider, event_id, None, row)
+    context.flush()
+    for batch in batches:
+        store.append(batch.key, batch.decode())
+    store.finish_evidence(1, None, context.records, 0, True)
+    store.refresh_view()
+    return store
+
+
 # A small hand-written intrusion (formerly the demo case): Sysmon and MSExchange Management events
 # in the evtx crate layout, benign events around the intrusion.
 

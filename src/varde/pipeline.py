@@ -17,16 +17,18 @@ from pathlib import Path
 from typing import Protocol
 
 from varde.case import Case
+from varde.detect.exchange import SOURCE as BUILTIN_DETECTORS
+from varde.detect.exchange import run_detectors
 from varde.detect.sigma.cache import RuleCache
 from varde.detect.sigma.correlation import run_correlations
 from varde.detect.sigma.engine import SigmaEngine, list_groups, runnable_rules
-from varde.detect.sigma.findings import build_findings
+from varde.detect.sigma.findings import build_findings, sort_findings
 from varde.detect.sigma.rules import RuleSet, load_placeholders, load_ruleset
 from varde.errors import UsageError
 from varde.events.store import EventStore
 from varde.ingest import IngestSummary, ingest, plan
 from varde.report.build import RulesetOutcome, build_report
-from varde.report.document import Finding, Report
+from varde.report.document import Finding, Report, RuleProblemEntry, RulesetEntry
 from varde.sources.base import ArchiveLimits
 from varde.sources.ingest import Task
 
@@ -134,8 +136,10 @@ def hunt(
         logger.info("read %d events from %d files in %.1f s", summary.events, summary.files, time.perf_counter() - mark)
         mark = time.perf_counter()
         outcomes, findings = _detect(store, rulesets, progress)
+        builtin, detected = _detect_builtin(store)
+        findings = sort_findings([*findings, *detected])
         logger.info("matched in %.1f s: %d findings", time.perf_counter() - mark, len(findings))
-        report = build_report(store, outcomes, findings, options.clock())
+        report = build_report(store, outcomes, findings, options.clock(), [builtin])
     report.save(case.report_path)
     case.clean_scratch()
     return HuntResult(report, summary, case)
@@ -169,3 +173,16 @@ def _detect(
     outcomes = [RulesetOutcome(rs, [p for src, p in problems if src == rs.source]) for rs in rulesets]
     findings = build_findings(store, {info.uid: info for info in infos}, hidden)
     return outcomes, findings
+
+
+def _detect_builtin(store: EventStore) -> tuple[RulesetEntry, list[Finding]]:
+    """Run the built-in Exchange detectors; their ruleset entry and findings."""
+    outcome = run_detectors(store)
+    entry = RulesetEntry(
+        kind="builtin",
+        source=BUILTIN_DETECTORS,
+        rules=len(outcome.rules),
+        errors=len(outcome.errors),
+        problems=[RuleProblemEntry(path=name, reason=reason) for name, reason in outcome.errors],
+    )
+    return entry, build_findings(store, outcome.rules, detector="exchange", table="detector_matches")

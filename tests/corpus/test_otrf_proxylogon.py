@@ -55,3 +55,14 @@ def test_w3wp_starting_a_shell_is_seen_in_sysmon_and_security(report) -> None:
     [finding] = [f for f in report.findings if f.rule_id == varde_rule]
     assert finding.count == 4 and finding.severity == "high" and "T1505.003" in finding.techniques
     assert all(ref.path.endswith(".zip!proxylogon_ssrf_rce_poc_2021-03-14T01401970.json") for ref in finding.evidence)
+
+
+def test_builtin_detectors_find_the_exploitation_and_the_web_shell(report) -> None:
+    expected, report = report
+    script = [f for f in report.findings if f.rule_id == "varde.exchange.proxylogon.vdir-url-script"]
+    assert sum(f.count for f in script) == expected["msexchange_management_set_oabvirtualdirectory_with_script"]
+    [cve] = [v for v in report.vulnerabilities if v.cve == "CVE-2021-27065"]
+    assert cve.exploited and set(cve.finding_ids) >= {f.id for f in script}
+    shells = {w.path for w in report.webshells}
+    assert set(expected["sysmon11_aspx_created_in_owa_auth"]) <= shells
+    assert report.verdict.compromised

@@ -9,7 +9,8 @@ Tables (documented for users in ``docs/schema.md``):
 * ``events`` (a view): every partition in the uniform schema, own fields as a JSON object;
 * ``evidence``: one row per input file (path, sha256, bytes, reader, records, skipped, complete);
 * ``read_warnings``: what could not be read, with file and locator;
-* ``sigma_matches``: (rule uid, event key) pairs written by the Sigma engine.
+* ``sigma_matches``: (rule uid, event key) pairs written by the Sigma engine;
+* ``detector_matches``: (rule uid, event key, attributes) written by the built-in detectors.
 
 DuckDB runs with a memory limit and spills to a temp folder inside the case, so memory stays
 bounded whatever the input size; nothing is ever written next to the evidence.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS read_warnings (
     evidence INTEGER, locator VARCHAR, message VARCHAR NOT NULL, skipped BIGINT DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sigma_matches (rule_uid VARCHAR NOT NULL, key BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS detector_matches (rule_uid VARCHAR NOT NULL, key BIGINT NOT NULL, attrs JSON);
 """
 
 def quote(name: str) -> str:
@@ -127,7 +129,8 @@ class EventStore:
         for partition in self.partitions.values():
             self.con.execute(f"DROP TABLE IF EXISTS {quote(partition.table)}")
         self.partitions.clear()
-        for table in ("partitions", "partition_fields", "evidence", "read_warnings", "sigma_matches"):
+        for table in ("partitions", "partition_fields", "evidence", "read_warnings", "sigma_matches",
+                      "detector_matches"):
             self.con.execute(f"DELETE FROM {table}")
         self._view_stale = True
 
@@ -233,6 +236,32 @@ class EventStore:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run ``sql`` and return all rows."""
         return self.con.execute(sql, params or []).fetchall()
+
+    def select(self, channel: str, fields: Sequence[str], event_ids: Collection[int] | None = None) -> str | None:
+        """SQL of the events of ``channel`` (optionally only ``event_ids``): the common columns and
+        one column per name in ``fields``, for detectors that query a log family by its fields.
+
+        A field is found case-insensitively, since Exchange builds spell some columns differently
+        (``BackEndCookie``, ``BackendCookie``); a partition without it gives NULL. The name ``*``
+        gives all own fields of the event joined into one text, for searches across them.
+        ``None`` when the case holds no such events.
+        """
+        selects = []
+        for (part_channel, event_id), partition in sorted(self.partitions.items(), key=lambda kv: kv[1].id):
+            if part_channel != channel or (event_ids is not None and event_id not in event_ids):
+                continue
+            lower = {name.lower(): column for name, column in partition.columns.items()}
+            columns = []
+            for name in fields:
+                if name == "*":
+                    own = ", ".join(quote(c) for _, c in sorted(partition.columns.items()))
+                    expression = f"concat_ws(' ', {own})" if own else "''"
+                else:
+                    column = partition.columns.get(name) or lower.get(name.lower())
+                    expression = quote(column) if column else "NULL::VARCHAR"
+                columns.append(f"{expression} AS {quote(name)}")
+            selects.append(f"SELECT {', '.join((*COMMON_COLUMNS, *columns))} FROM {quote(partition.table)}")
+        return "(" + " UNION ALL ".join(selects) + ")" if selects else None
 
     def event_count(self) -> int:
         """Number of events in the store."""

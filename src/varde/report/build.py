@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from varde import __version__
+from varde.analysis.vulnerabilities import vulnerabilities
+from varde.analysis.webshells import webshells
 from varde.detect.sigma.rules import RuleProblem, RuleSet
 from varde.events.store import EventStore
 from varde.report.document import (
@@ -18,6 +20,7 @@ from varde.report.document import (
     RuleProblemEntry,
     RulesetEntry,
     Verdict,
+    Vulnerability,
     Warning,
 )
 
@@ -76,13 +79,24 @@ def warnings(store: EventStore) -> list[Warning]:
     return out
 
 
-def provisional_verdict(findings: Sequence[Finding], events: int) -> Verdict:
-    """A verdict that claims no more than rule matches can show.
+def provisional_verdict(findings: Sequence[Finding], vulns: Sequence[Vulnerability], events: int) -> Verdict:
+    """A verdict that claims no more than the findings show.
 
-    Deciding "compromised" needs the intrusion analysis (successful exploitation, not a probe);
-    until it runs, the verdict stays not-compromised with low confidence and the summary says
-    what was seen, so no reader mistakes matches for a conclusion.
+    Compromised only when a finding shows successful exploitation (a step only a successful
+    attacker reaches); high confidence when two or more such findings agree. Otherwise the
+    summary says what was seen, so no reader mistakes rule matches for a conclusion (the
+    intrusion analysis of later stages refines this).
     """
+    exploited = [v for v in vulns if v.exploited]
+    shown = sorted({f.id for f in findings if f.exploited})
+    if exploited:
+        first = min((v.first_seen for v in exploited if v.first_seen), default=None)
+        names = "; ".join(f"{v.cve} ({v.name})" for v in exploited)
+        when = f", first on {first:%Y-%m-%d %H:%M} UTC" if first else ""
+        summary = (f"The server was compromised: {len(shown)} findings show successful exploitation of {names}{when}. "
+                   "Isolate it, preserve the evidence, and review the web shells, the findings after that time and "
+                   "the mailbox actions.")
+        return Verdict(compromised=True, confidence="high" if len(shown) >= 2 else "moderate", summary=summary)
     by_severity = Counter(f.severity for f in findings)
     serious = by_severity["critical"] + by_severity["high"]
     if not findings:
@@ -90,27 +104,34 @@ def provisional_verdict(findings: Sequence[Finding], events: int) -> Verdict:
     else:
         summary = (
             f"{len(findings)} findings from detection rules over {events} events, {serious} of them high "
-            "or critical. These are rule matches, not yet an assessed intrusion: review the findings "
-            "and their evidence before concluding."
+            "or critical, none showing successful exploitation. Review the findings and their evidence "
+            "before concluding."
         )
     return Verdict(compromised=False, confidence="low", summary=summary)
 
 
 def build_report(
-    store: EventStore, outcomes: Sequence[RulesetOutcome], findings: list[Finding], created: datetime
+    store: EventStore,
+    outcomes: Sequence[RulesetOutcome],
+    findings: list[Finding],
+    created: datetime,
+    other_rulesets: Sequence[RulesetEntry] = (),
 ) -> Report:
     """The report document for the case as it stands."""
     events = store.event_count()
+    vulns = vulnerabilities(findings)
     return Report(
         case=CaseInfo(
             tool_version=__version__,
             created=created,
             evidence=evidence_entries(store),
-            rulesets=[o.entry() for o in outcomes],
+            rulesets=[*(o.entry() for o in outcomes), *other_rulesets],
             attack_version=ATTACK_VERSION,
             events=events,
         ),
-        verdict=provisional_verdict(findings, events),
+        verdict=provisional_verdict(findings, vulns, events),
+        vulnerabilities=vulns,
+        webshells=webshells(store, findings),
         findings=findings,
         warnings=warnings(store),
     )

@@ -98,6 +98,24 @@ class Finding(Model):
     rule_path: str | None = None
     references: list[str] = []
     description: str | None = None
+    cves: list[str] = []  # vulnerabilities this finding is evidence of
+    exploited: bool | None = None  # True: shows successful exploitation; False: a failed try
+
+
+class Vulnerability(Model):
+    cve: str
+    name: str
+    exploited: bool  # a finding shows successful exploitation (not a probe or a failed try)
+    first_seen: Time | None
+    finding_ids: list[str]
+
+
+class Webshell(Model):
+    path: str  # file path, or the URL path when only requests show it
+    host: str | None
+    first_seen: Time | None
+    sha256: str | None
+    finding_ids: list[str]
 
 
 class Warning(Model):
@@ -115,9 +133,9 @@ class Report(Model):
     format: str = FORMAT
     case: CaseInfo
     verdict: Verdict
-    vulnerabilities: list[dict] = []
+    vulnerabilities: list[Vulnerability] = []
     intruders: list[dict] = []
-    webshells: list[dict] = []
+    webshells: list[Webshell] = []
     mailboxes: list[dict] = []
     techniques: list[dict] = []
     timeline: list[dict] = []

@@ -1,6 +1,7 @@
-"""Turn Sigma matches into findings: one per rule and host, with evidence locators.
+"""Turn rule matches into findings: one per rule and host, with evidence locators.
 
-A finding keeps what the Detection Rule License asks of anyone who emits alerts from SigmaHQ
+Sigma matches (``sigma_matches``) and built-in detector matches (``detector_matches``) become
+findings the same way. A finding keeps what the Detection Rule License asks of anyone who emits alerts from SigmaHQ
 rules: the rule's author, its id and the file it came from.
 """
 
@@ -25,19 +26,25 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None else None
 
 
-def build_findings(store: EventStore, rules: Mapping[str, RuleInfo], hidden: Iterable[str] = ()) -> list[Finding]:
-    """Findings for every rule uid in ``rules`` with matches, except ``hidden`` ones."""
+def build_findings(
+    store: EventStore,
+    rules: Mapping[str, RuleInfo],
+    hidden: Iterable[str] = (),
+    detector: str = "sigma",
+    table: str = "sigma_matches",
+) -> list[Finding]:
+    """Findings for every rule uid in ``rules`` with matches in ``table``, except ``hidden`` ones."""
     hidden = set(hidden)
     summary = store.query(
         "SELECT m.rule_uid, e.host, count(*), min(e.ts), max(e.ts) "
-        "FROM (SELECT DISTINCT rule_uid, key FROM sigma_matches) m JOIN events e USING (key) "
+        f"FROM (SELECT DISTINCT rule_uid, key FROM {table}) m JOIN events e USING (key) "
         "GROUP BY 1, 2 ORDER BY 1, 2 NULLS FIRST"
     )
     refs = store.query(
         "SELECT rule_uid, host, path, locator FROM ("
         " SELECT m.rule_uid, e.host, v.path, e.locator, row_number() OVER "
         "  (PARTITION BY m.rule_uid, e.host ORDER BY e.ts NULLS LAST, e.key) AS n "
-        " FROM (SELECT DISTINCT rule_uid, key FROM sigma_matches) m JOIN events e USING (key) "
+        f" FROM (SELECT DISTINCT rule_uid, key FROM {table}) m JOIN events e USING (key) "
         " JOIN evidence v ON v.id = e.evidence"
         f") WHERE n <= {MAX_EVIDENCE} ORDER BY rule_uid, host NULLS FIRST, n"
     )
@@ -51,8 +58,8 @@ def build_findings(store: EventStore, rules: Mapping[str, RuleInfo], hidden: Ite
             continue
         findings.append(
             Finding(
-                id=str(uuid.uuid5(_NAMESPACE, f"sigma|{uid}|{host}")),
-                detector="sigma",
+                id=str(uuid.uuid5(_NAMESPACE, f"{detector}|{uid}|{host}")),
+                detector=detector,
                 rule_id=uid,
                 title=rule.title,
                 severity=rule.level,  # type: ignore[arg-type]
@@ -66,6 +73,8 @@ def build_findings(store: EventStore, rules: Mapping[str, RuleInfo], hidden: Ite
                 rule_path=rule.path or None,
                 references=list(rule.references),
                 description=rule.description,
+                cves=list(rule.cves),
+                exploited=rule.exploited,
             )
         )
     return sort_findings(findings)

@@ -74,6 +74,8 @@ class RuleInfo:
     status: str | None = None
     references: tuple[str, ...] = ()
     techniques: tuple[str, ...] = ()
+    cves: tuple[str, ...] = ()  # vulnerabilities the rule's matches point to ("CVE-2021-26855")
+    exploited: bool | None = None  # a match shows: True success, False a failed try, None unknown
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ def rule_info(rule: SigmaRule | SigmaCorrelationRule) -> RuleInfo:
         status=rule.status.name.lower() if rule.status else None,
         references=tuple(rule.references or ()),
         techniques=tuple(techniques),
+        cves=tuple(sorted({f"CVE-{t.name}".upper() for t in rule.tags if t.namespace == "cve"})),
     )
 
 

@@ -1,0 +1,1 @@
+"""Analysis: turn findings into answers (vulnerabilities, web shells, intruders, attribution)."""

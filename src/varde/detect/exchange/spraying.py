@@ -1,0 +1,83 @@
+"""Password spraying and brute force against OWA, EWS, ActiveSync, Autodiscover and MAPI, and the
+accounts that then logged in from the same source.
+
+Two kinds of evidence: Security 4625/4624 on the Exchange server (logon type 8, clear text, is how
+IIS basic and forms authentication log; type 3 is network logon), and HTTP 401 answers with a user
+name to Exchange's client endpoints in IIS logs. A source is spraying when it fails for many
+accounts with few tries each, brute forcing when it fails many times for one account. An account
+that later succeeds from a source that sprayed it is the finding that matters: valid accounts
+(T1078) in intruder hands, as in the 2020 attack on the Norwegian parliament.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from varde.detect.exchange.base import DetectorRule, Hit, hits, status_ok
+from varde.detect.exchange.web import requests
+from varde.events.store import EventStore
+
+#: Distinct accounts one source must fail for to count as spraying.
+SPRAY_ACCOUNTS = 10
+#: Failures for one account from one source that count as brute force.
+BRUTE_FAILURES = 30
+#: Exchange client endpoints that take credentials (URL path prefixes, lower case).
+ENDPOINTS = ("/owa/", "/ews/", "/microsoft-server-activesync", "/autodiscover/", "/mapi/", "/rpc/", "/oab/",
+             "/ecp/", "/powershell")
+
+_REFS = ("https://attack.mitre.org/techniques/T1110/003/",)
+
+SPRAY = DetectorRule(
+    uid="varde.exchange.auth.spray", title="Password spraying against Exchange", level="medium",
+    techniques=("T1110.003",), references=_REFS,
+    description=f"One source failed to log in as {SPRAY_ACCOUNTS} or more different accounts.")
+BRUTE = DetectorRule(
+    uid="varde.exchange.auth.brute-force", title="Password guessing against one Exchange account", level="medium",
+    techniques=("T1110.001",), references=("https://attack.mitre.org/techniques/T1110/001/",),
+    description=f"One source failed {BRUTE_FAILURES} or more times to log in as the same account.")
+SPRAY_SUCCESS = DetectorRule(
+    uid="varde.exchange.auth.spray-success", title="Account logged in from a password spraying source",
+    level="high", techniques=("T1110.003", "T1078"), references=_REFS,
+    description="After failing for many accounts, the source logged in successfully as one of them: the "
+    "account's password is known to the intruder.")
+
+
+def _attempts(store: EventStore) -> str | None:
+    """SQL of authentication attempts: key, ts, source_ip, account, ok."""
+    parts = []
+    for event_id, ok in ((4625, "false"), (4624, "true")):
+        source = store.select("Security", ("IpAddress", "TargetUserName", "LogonType"), (event_id,))
+        if source is not None:
+            parts.append(f"""SELECT key, ts, IpAddress AS source_ip, lower(TargetUserName) AS account, {ok} AS ok
+                FROM {source} WHERE LogonType IN ('8', '3') AND IpAddress NOT IN ('-', '::1', '127.0.0.1', '')""")
+    web = requests(store)
+    if web is not None:
+        endpoint = " OR ".join(f"lower(uri) LIKE '{e}%'" for e in ENDPOINTS)
+        parts.append(f"""SELECT key, ts, source_ip, lower("user") AS account,
+            CASE WHEN status = '401' THEN false WHEN {status_ok('status')} THEN true END AS ok
+            FROM {web} WHERE "user" IS NOT NULL AND ({endpoint}) AND (status = '401' OR {status_ok('status')})""")
+    return "(" + " UNION ALL ".join(parts) + ")" if parts else None
+
+
+class Spraying:
+    """Spraying, brute force, and logins that follow them."""
+
+    name = "spraying"
+    rules = (SPRAY, BRUTE, SPRAY_SUCCESS)
+
+    def run(self, store: EventStore) -> Iterator[Hit]:
+        attempts = _attempts(store)
+        if attempts is None:
+            return
+        base = f"""WITH a AS (SELECT * FROM {attempts} WHERE source_ip IS NOT NULL AND account IS NOT NULL),
+            sprayers AS (SELECT source_ip FROM a WHERE NOT ok GROUP BY 1
+                         HAVING count(DISTINCT account) >= {SPRAY_ACCOUNTS}),
+            brute AS (SELECT source_ip, account FROM a WHERE NOT ok GROUP BY 1, 2 HAVING count(*) >= {BRUTE_FAILURES})"""
+        yield from hits(store, SPRAY, f"""{base} SELECT key, source_ip, account AS "user", 'failed' AS status
+            FROM a JOIN sprayers USING (source_ip) WHERE NOT ok""")
+        yield from hits(store, BRUTE, f"""{base} SELECT key, source_ip, account AS "user", 'failed' AS status
+            FROM a JOIN brute USING (source_ip, account) WHERE NOT ok""")
+        yield from hits(store, SPRAY_SUCCESS, f"""{base}, first_fail AS (
+                SELECT source_ip, account, min(ts) AS since FROM a JOIN sprayers USING (source_ip) WHERE NOT ok GROUP BY 1, 2)
+            SELECT a.key, a.source_ip, a.account AS "user", 'success' AS status
+            FROM a JOIN first_fail f USING (source_ip, account) WHERE a.ok AND a.ts >= f.since""")
