@@ -74,6 +74,8 @@ class Simulation:
         self._sinks: dict[tuple[str, ...], formats.Sink] = {}
         self._queue: list[tuple[int, int, tuple[str, ...], tuple[Any, ...]]] = []
         self._seq = 0
+        #: Per-simulation constants that writers build once (row templates).
+        self.templates: dict[str, list[list[str]]] = {}
         self.file_bytes = 0
         self.file_count = 0
 
@@ -96,7 +98,7 @@ class Simulation:
         """Write every queued record before ``until_us`` (all of them when None), in time order
         (time, then the order they were emitted in); later ones stay queued."""
         queue = self._queue
-        queue.sort(key=lambda r: (r[0], r[1]))
+        queue.sort()  # by time, then emission order (unique): the rest of a record is never compared
         cut = len(queue) if until_us is None else bisect.bisect_left(queue, until_us, key=lambda r: r[0])
         sinks = self._sinks
         for ts_us, _, key, args in queue[:cut]:
@@ -157,10 +159,12 @@ def run_hours(sim: Simulation, days: int, size_bytes: int | None,
     Runs ``days`` days, and on past them (whole days) until ``size_bytes`` are written. Returns
     the number of days simulated.
     """
-    hour = 0
+    hour, day_start_bytes = 0, -1
     while True:
-        if hour % 24 == 0 and hour // 24 >= days and (size_bytes is None or sim.bytes_written >= size_bytes):
-            break
+        if hour % 24 == 0 and hour // 24 >= days:
+            if size_bytes is None or sim.bytes_written >= size_bytes or sim.bytes_written == day_start_bytes:
+                break  # done, or a whole day wrote nothing: the size cannot be reached
+            day_start_bytes = sim.bytes_written
         start = sim.start_us + hour * HOUR_US
         hour_work(sim, hour, start)
         sim.flush(start + HOUR_US)

@@ -1,0 +1,81 @@
+"""Simulated cases hunted with the project's own readers and detectors.
+
+The Windows event files are read today; the IIS and Exchange log readers and parts of the
+analysis (intruders, mailboxes, techniques) are being written in parallel, so the tests that
+need them are expected failures (``strict=False``: they start passing as those land).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from varde.pipeline import HuntOptions, hunt
+from varde.scenario.library import scenario_names
+
+NEEDS_LOG_READERS = pytest.mark.xfail(
+    strict=False, reason="needs the IIS / Exchange log readers (channels IIS, Exchange <family>), not on main yet")
+NEEDS_ANALYSIS = pytest.mark.xfail(
+    strict=False, reason="needs the log readers and the intruder / mailbox / technique analysis, in progress")
+
+
+@pytest.fixture(scope="module")
+def hunted(simulated, tmp_path_factory: pytest.TempPathFactory):
+    """``hunted(name)``: the scenario's simulated case hunted once (bundled rules and detectors)."""
+    done = {}
+
+    def get(name: str):
+        if name not in done:
+            case = tmp_path_factory.mktemp(f"hunt-{name}")
+            done[name] = hunt([simulated(name).out], case, HuntOptions(workers=0)).report
+        return done[name]
+
+    return get
+
+
+def test_event_logs_read_without_a_warning(simulated, hunted) -> None:
+    report = hunted("proxylogon")
+    events = [e for e in report.case.evidence if e.path.endswith(".jsonl")]
+    assert len(events) == 4
+    for evidence in events:
+        assert evidence.reader == "event-json" and evidence.records > 0 and evidence.skipped_records == 0
+    assert not [w for w in report.warnings if w.path and w.path.endswith(".jsonl")]
+
+
+@NEEDS_LOG_READERS
+def test_every_simulated_file_is_read_without_a_warning(hunted) -> None:
+    report = hunted("proxylogon")
+    unread = [e.path for e in report.case.evidence if e.reader is None and e.path.endswith((".log", ".LOG"))]
+    assert unread == []
+    assert [w for w in report.warnings if w.path and w.path.endswith((".log", ".LOG", ".jsonl"))] == []
+
+
+def _webshell_names(report) -> set[str]:
+    return {w.path.replace("\\", "/").rsplit("/", 1)[-1].lower() for w in report.webshells}
+
+
+@NEEDS_LOG_READERS
+@pytest.mark.parametrize("scenario", scenario_names())
+def test_hunt_finds_the_intrusion(simulated, hunted, scenario: str) -> None:
+    truth = simulated(scenario).truth
+    report = hunted(scenario)
+    assert report.verdict.compromised == truth["verdict"]["compromised"]
+    exploited = {v.cve for v in report.vulnerabilities if v.exploited}
+    assert {v["cve"] for v in truth["vulnerabilities"]} <= exploited
+    assert {w["path"].rsplit("\\", 1)[-1].lower() for w in truth["webshells"]} <= _webshell_names(report)
+    if not truth["verdict"]["compromised"]:
+        assert not [f for f in report.findings if f.severity in ("high", "critical")]
+
+
+@NEEDS_ANALYSIS
+@pytest.mark.parametrize("scenario", [s for s in scenario_names() if s != "clean-busy"])
+def test_hunt_names_intruders_mailboxes_and_techniques(simulated, hunted, scenario: str) -> None:
+    truth = simulated(scenario).truth
+    report = hunted(scenario)
+    addresses = {ip for intruder in report.intruders for ip in intruder.source_ips}
+    for intruder in truth["intruders"]:
+        assert set(intruder["source_ips"]) <= addresses
+    assert len(report.intruders) == len(truth["intruders"])
+    assert {m["mailbox"].lower() for m in truth["mailboxes"]} <= {m.mailbox.lower() for m in report.mailboxes}
+    assert {t["id"] for t in truth["techniques"]} <= {t.id for t in report.techniques}
