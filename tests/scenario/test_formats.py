@@ -16,8 +16,7 @@ from conftest import files_under
 
 from varde.sources.winevent import layout_of, normalise
 
-IIS_FIELDS = ("date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) "
-              "cs(Referer) sc-status sc-substatus sc-win32-status time-taken").split()
+IIS_FIELDS = ["date", "time", "s-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "s-port", "cs-username", "c-ip", "cs(User-Agent)", "cs(Referer)", "sc-status", "sc-substatus", "sc-win32-status", "time-taken"]
 #: Log folder (under V15\Logging) -> (file name pattern, #Log-type, number of fields, first field).
 EXCHANGE_LOGS = {
     "HttpProxy": (r"HttpProxy_(\d{10})-\d+\.LOG", "HttpProxy Logs", 74, "DateTime"),

@@ -7,8 +7,6 @@ need them are expected failures (``strict=False``: they start passing as those l
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from varde.pipeline import HuntOptions, hunt

@@ -15,9 +15,9 @@ import pytest
 from conftest import SEED, USERS, files_under
 from typer.testing import CliRunner
 
+import varde
 from varde.cli import app
 from varde.errors import UsageError
-import varde
 from varde.scenario.engine import Settings, parse_size
 from varde.scenario.library import load, scenario_names, simulate
 from varde.scenario.truth import TECHNIQUES
@@ -76,7 +76,7 @@ def test_truth_matches_the_evidence(simulated, scenario: str) -> None:
         if "export" in box["access"]:
             assert f'-Mailbox \\"{box["mailbox"]}\\"' in events
         if "read" in box["access"]:
-            assert f"GetItem,200" in ews and f"Mbx={box['mailbox']}" in ews
+            assert "GetItem,200" in ews and f"Mbx={box['mailbox']}" in ews
     for technique in truth["techniques"]:
         assert technique["id"] in TECHNIQUES and technique["tactics"]
     if truth["verdict"]["compromised"]:
