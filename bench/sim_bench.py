@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hunt_bench import machine  # noqa: E402
+from hunt_bench import machine
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -79,9 +79,9 @@ def record(result: dict, note: str) -> str:
     """The RESULTS.md section of a run."""
     box = machine()
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+                            text=True, check=False).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "src"], capture_output=True,
-                           text=True).stdout.strip()
+                           text=True, check=False).stdout.strip()
     return (
         f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — simulate {result['scenario']} --size {result['size']}\n\n"
         f"- machine: {box['nproc']} CPUs ({box['cpu']}), {box['ram']} RAM, Python {box['python']}; shared with "
