@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 import varde
 from varde.cli import app
 from varde.errors import UsageError
-from varde.scenario.engine import Settings, parse_size
+from varde.scenario.engine import Settings, Simulation, parse_size, run_hours
 from varde.scenario.library import load, scenario_names, simulate
 from varde.scenario.truth import TECHNIQUES
 
@@ -196,3 +197,8 @@ def test_scenario_file_errors_name_the_step(tmp_path: Path) -> None:
         load(str(path))
     with pytest.raises(UsageError, match="unknown scenario"):
         load("no-such-scenario")
+
+
+def test_a_size_that_nothing_reaches_stops_after_an_empty_day(tmp_path: Path) -> None:
+    sim = Simulation(tmp_path, 1, datetime(2021, 3, 1, tzinfo=UTC), 1, "EXCH01", "corp.example", "15.01.2176.002")
+    assert run_hours(sim, 1, 10**9, lambda sim, index, start: None) == 2

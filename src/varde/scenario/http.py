@@ -161,41 +161,36 @@ def _proxy_row(sim: Simulation, req: Request, request_id: str) -> list[str]:
     return row
 
 
+def _row(index: dict[str, int], values: dict[str, object]) -> list[str]:
+    """A row of ``len(index)`` values, those named in ``values`` filled in, the rest empty."""
+    row = [""] * len(index)
+    for name, value in values.items():
+        row[index[name]] = str(value)
+    return row
+
+
+def _versions(org_build: list[str]) -> dict[str, str]:
+    return dict(zip(("MajorVersion", "MinorVersion", "BuildVersion", "RevisionVersion"), org_build, strict=True))
+
+
 def _ews_row(sim: Simulation, req: Request, rng: random.Random) -> list[str]:
     """The EWS back-end values of a SOAP call."""
     call = req.ews
     assert call is not None
     org = sim.org
-    row = [""] * len(EWS_FIELDS)
-    row[0] = iso_ms(req.ts_us - 1000)
-    row[1] = new_id(rng)
-    row[2:6] = org.build_parts
-    row[_E["Ring"]] = "Unknown"
-    row[_E["AuthenticationType"]] = req.auth
-    row[_E["IsAuthenticated"]] = "true"
-    row[_E["AuthenticatedUser"]] = org.upn_of(req.user)
-    row[_E["Organization"]] = org.domain.upper()
-    row[_E["UserAgent"]] = req.user_agent.replace(",", " ")
-    row[_E["VersionInfo"]] = "Target=None;Req=Exchange2013/Exchange2013;"
-    row[_E["ClientIpAddress"]] = req.client_ip
-    row[_E["ServerHostName"]] = org.server.name
-    row[_E["FrontEndServer"]] = org.server.fqdn
-    row[_E["SoapAction"]] = call.action
-    row[_E["HttpStatus"]] = str(req.status)
-    row[_E["RequestSize"]] = str(req.request_bytes)
-    row[_E["ResponseSize"]] = str(req.response_bytes)
-    row[_E["ImpersonatedUser"]] = call.impersonated
-    row[_E["CorrelationGuid"]] = new_id(rng)
-    row[_E["PrimaryOrProxyServer"]] = "PrimaryServer"
-    row[_E["TaskType"]] = "LocalTask"
-    for name, value in (("RemoteBackendCount", 0), ("LocalMailboxCount", 1), ("RemoteMailboxCount", 0),
-                        ("LocalIdCount", call.items), ("RemoteIdCount", 0)):
-        row[_E[name]] = str(value)
-    row[_E["TotalRequestTime"]] = str(max(1, req.latency_ms - 3))
-    row[_E["GenericInfo"]] = f"MailboxTypeCacheSize=21;S:ActivityStandardMetadata.Component=Ews;S:WLM.BT=Ews;Mbx={call.mailbox};"
-    row[_E["StartTime"]] = iso_ms(req.ts_us - req.latency_ms * 1000)
-    row[_E["ProcessId"]] = str(org.pids["MSExchangeServicesAppPool"])
-    return row
+    return _row(_E, {
+        "DateTime": iso_ms(req.ts_us - 1000), "RequestId": new_id(rng), **_versions(org.build_parts), "Ring": "Unknown",
+        "AuthenticationType": req.auth, "IsAuthenticated": "true", "AuthenticatedUser": org.upn_of(req.user),
+        "Organization": org.domain.upper(), "UserAgent": req.user_agent.replace(",", " "),
+        "VersionInfo": "Target=None;Req=Exchange2013/Exchange2013;", "ClientIpAddress": req.client_ip,
+        "ServerHostName": org.server.name, "FrontEndServer": org.server.fqdn, "SoapAction": call.action,
+        "HttpStatus": req.status, "RequestSize": req.request_bytes, "ResponseSize": req.response_bytes,
+        "ImpersonatedUser": call.impersonated, "CorrelationGuid": new_id(rng), "PrimaryOrProxyServer": "PrimaryServer",
+        "TaskType": "LocalTask", "RemoteBackendCount": 0, "LocalMailboxCount": 1, "RemoteMailboxCount": 0,
+        "LocalIdCount": call.items, "RemoteIdCount": 0, "TotalRequestTime": max(1, req.latency_ms - 3),
+        "GenericInfo": f"MailboxTypeCacheSize=21;S:ActivityStandardMetadata.Component=Ews;S:WLM.BT=Ews;Mbx={call.mailbox};",
+        "StartTime": iso_ms(req.ts_us - req.latency_ms * 1000), "ProcessId": org.pids["MSExchangeServicesAppPool"],
+    })
 
 
 def rps_row(sim: Simulation, req: Request, rng: random.Random) -> list[str]:
@@ -203,33 +198,18 @@ def rps_row(sim: Simulation, req: Request, rng: random.Random) -> list[str]:
     call = req.rps
     assert call is not None
     org = sim.org
-    row = [""] * len(RPS_HTTP_FIELDS)
-    row[0] = iso_ms(req.ts_us - 1000)
-    row[1] = iso_ms(req.ts_us - req.latency_ms * 1000)
-    row[2] = new_id(rng)
-    row[3:7] = org.build_parts
-    row[_R["UrlHost"]] = org.server.fqdn
-    row[_R["UrlStem"]] = "/PowerShell/"
-    row[_R["AuthenticationType"]] = "Kerberos"
-    row[_R["IsAuthenticated"]] = "true" if req.user else "false"
-    row[_R["AuthenticatedUser"]] = org.upn_of(req.user) if req.user else ""
-    row[_R["ClientIpAddress"]] = org.server.ip
-    row[_R["ServerHostName"]] = org.server.name
-    row[_R["FrontEndServer"]] = org.server.fqdn
-    row[_R["HttpStatus"]] = str(req.backend_status or req.status)
-    row[_R["SubStatus"]] = "0"
-    row[_R["Action"]] = call.action
-    row[_R["CommandId"]] = new_id(rng).upper() if call.command else ""
-    row[_R["CommandName"]] = call.command
-    row[_R["SessionId"]] = call.session
-    row[_R["ShellId"]] = call.shell
-    row[_R["FailFast"]] = "False"
-    row[_R["RequestBytes"]] = str(req.request_bytes)
-    row[_R["ClientInfo"]] = call.client_info
-    row[_R["TotalTime"]] = str(req.latency_ms)
-    row[_R["UrlQuery"]] = f"?{req.query}" if req.query else ""
-    row[_R["GenericInfo"]] = "RequestMonitor.Register=0;WinRMDataSender.Send=0;ThrottlingHttpModule=0;"
-    return row
+    return _row(_R, {
+        "DateTime": iso_ms(req.ts_us - 1000), "StartTime": iso_ms(req.ts_us - req.latency_ms * 1000),
+        "RequestId": new_id(rng), **_versions(org.build_parts), "UrlHost": org.server.fqdn, "UrlStem": "/PowerShell/",
+        "AuthenticationType": "Kerberos", "IsAuthenticated": "true" if req.user else "false",
+        "AuthenticatedUser": org.upn_of(req.user) if req.user else "", "ClientIpAddress": org.server.ip,
+        "ServerHostName": org.server.name, "FrontEndServer": org.server.fqdn, "HttpStatus": req.backend_status or req.status,
+        "SubStatus": 0, "Action": call.action, "CommandId": new_id(rng).upper() if call.command else "",
+        "CommandName": call.command, "SessionId": call.session, "ShellId": call.shell, "FailFast": "False",
+        "RequestBytes": req.request_bytes, "ClientInfo": call.client_info, "TotalTime": req.latency_ms,
+        "UrlQuery": f"?{req.query}" if req.query else "",
+        "GenericInfo": "RequestMonitor.Register=0;WinRMDataSender.Send=0;ThrottlingHttpModule=0;",
+    })
 
 
 def _iis_values(req: Request, server_ip: str, port: str, stem: str, query: str, client: str,
