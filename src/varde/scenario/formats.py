@@ -153,8 +153,9 @@ class W3CSink(Sink):
         self.folder = folder
         self._day = ""
 
-    def write(self, ts_us: int, values: tuple[str, ...]) -> None:
-        """Append one request (the values after ``date time``, already W3C-escaped)."""
+    def write(self, ts_us: int, values: str) -> None:
+        """Append one request: ``values`` are the fields after ``date time``, W3C-escaped and
+        space-joined (joined when emitted, so that a queued hour holds one string per line)."""
         stamp = w3c_time(ts_us)
         day = stamp[:10]
         if day != self._day:
@@ -166,7 +167,7 @@ class W3CSink(Sink):
                     f"#Date: {stamp}\r\n#Fields: {' '.join(IIS_FIELDS)}\r\n"
                 ).encode()
             )
-        self._write(f"{stamp} {' '.join(values)}\r\n".encode())
+        self._write(f"{stamp} {values}\r\n".encode())
         self.last_us = ts_us
 
 
@@ -185,13 +186,17 @@ class ExchangeCsvSink(Sink):
         self._number = 0
         self._file_bytes = 0
 
-    def write(self, ts_us: int, row: list[str]) -> None:
-        """Append one row (values in field order, unquoted)."""
-        if len(row) != len(self.fields):
+    def write(self, ts_us: int, row: list[str] | bytes) -> None:
+        """Append one row: values in field order (unquoted), or a line already rendered by
+        :func:`csv_line` (what busy logs queue, to keep a queued hour small)."""
+        if isinstance(row, bytes):
+            line = row
+        elif len(row) != len(self.fields):
             raise ValueError(f"{self.log_type}: {len(row)} values for {len(self.fields)} fields")
+        else:
+            line = csv_line(row)
         text = iso_ms(ts_us)
         stamp = text[0:4] + text[5:7] + text[8:10] + (text[11:13] if self.hourly else "")
-        line = csv_line(row)
         if stamp != self._stamp:
             self._stamp, self._number = stamp, 0
             self._next_file(ts_us)

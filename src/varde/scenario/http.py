@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from varde.scenario.formats import EWS_FIELDS, HTTPPROXY_FIELDS, RPS_HTTP_FIELDS, iso_ms, w3c_value
+from varde.scenario.formats import EWS_FIELDS, HTTPPROXY_FIELDS, RPS_HTTP_FIELDS, csv_line, iso_ms, w3c_value
 
 if TYPE_CHECKING:
     from varde.scenario.engine import Simulation
@@ -212,10 +212,10 @@ def rps_row(sim: Simulation, req: Request, rng: random.Random) -> list[str]:
     })
 
 
-def _iis_values(req: Request, server_ip: str, port: str, stem: str, query: str, client: str,
-                status: int) -> tuple[str, ...]:
-    return (server_ip, req.method, stem, w3c_value(query), port, w3c_value(req.user), client,
-            w3c_value(req.user_agent), w3c_value(req.referer), str(status), "0", "0", str(req.latency_ms))
+def _iis_values(req: Request, server_ip: str, port: str, stem: str, query: str, client: str, status: int) -> str:
+    """The W3C fields after ``date time``, escaped and joined."""
+    return (f"{server_ip} {req.method} {stem} {w3c_value(query)} {port} {w3c_value(req.user)} {client} "
+            f"{w3c_value(req.user_agent)} {w3c_value(req.referer)} {status} 0 0 {req.latency_ms}")
 
 
 def send(sim: Simulation, req: Request, rng: random.Random) -> str:
@@ -232,14 +232,14 @@ def send(sim: Simulation, req: Request, rng: random.Random) -> str:
              _iis_values(req, server.ip, "443", req.stem, query, req.client_ip, req.status))
     if req.protocol is None:
         return request_id
-    sim.emit(req.ts_us, ("proxy", req.protocol), _proxy_row(sim, req, request_id))
+    sim.emit(req.ts_us, ("proxy", req.protocol), csv_line(_proxy_row(sim, req, request_id)))
     if req.backend_status is not None:
         stem, _, back_query = (req.backend_stem or req.stem).partition("?")
         back_query = back_query or req.query
         sim.emit(req.ts_us - 1000, ("iis", "W3SVC2"),
                  _iis_values(req, server.ip, "444", stem, back_query, server.ip, req.backend_status))
     if req.ews is not None:
-        sim.emit(req.ts_us - 1000, ("ews",), _ews_row(sim, req, rng))
+        sim.emit(req.ts_us - 1000, ("ews",), csv_line(_ews_row(sim, req, rng)))
     if req.rps is not None:
         sim.emit(req.ts_us - 1000, ("rps",), rps_row(sim, req, rng))
     return request_id
