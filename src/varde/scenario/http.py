@@ -234,8 +234,9 @@ def send(sim: Simulation, req: Request, rng: random.Random) -> str:
         return request_id
     sim.emit(req.ts_us, ("proxy", req.protocol), csv_line(_proxy_row(sim, req, request_id)))
     if req.backend_status is not None:
-        stem, _, back_query = (req.backend_stem or req.stem).partition("?")
-        back_query = back_query or req.query
+        stem, back_query = req.stem, req.query
+        if req.backend_stem is not None:  # what a path confusion or SSRF made the back end serve
+            stem, _, back_query = req.backend_stem.partition("?")
         sim.emit(req.ts_us - 1000, ("iis", "W3SVC2"),
                  _iis_values(req, server.ip, "444", stem, back_query, server.ip, req.backend_status))
     if req.ews is not None:

@@ -134,7 +134,7 @@ def build_org(rng: random.Random, users: int, host: str, domain: str, build: str
                outlook_agent=OUTLOOK_AGENTS[0])
     server = Server(name=host, fqdn=f"{host}.{domain}".lower(), ip="10.10.0.5")
     health = [f"HealthMailbox{rng.getrandbits(28):07x}" for _ in range(4)]
-    pids = {pool: rng.randint(1200, 9000) for pool in (
+    pids = {pool: rng.randint(300, 2250) * 4 for pool in (  # Windows process ids are multiples of 4
         "MSExchangeOWAAppPool", "MSExchangeECPAppPool", "MSExchangePowerShellAppPool", "MSExchangeServicesAppPool",
         "MSExchangeMapiFrontEndAppPool", "UMWorkerProcess", "MSExchangeMailboxReplication")}
     return Org(domain=domain, netbios=netbios, mail_host=f"mail.{domain}", server=server, build=build,
