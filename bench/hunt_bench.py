@@ -323,10 +323,13 @@ def _cpu_before(samples: list[Sample], t: float) -> float:
 
 
 def _warm_cache(path: Path) -> None:
-    """Read the input once so every run starts with it in the page cache (same conditions)."""
-    with open(path, "rb") as handle:
-        while handle.read(16 << 20):
-            pass
+    """Read the input (a file, or every file of a folder) once so every run starts with it in the
+    page cache (same conditions)."""
+    for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if file.is_file():
+            with open(file, "rb") as handle:
+                while handle.read(16 << 20):
+                    pass
 
 
 def machine() -> dict[str, str]:

@@ -1,15 +1,21 @@
 """Evidence the tests build themselves: Windows events in the evtx crate's JSON layout, JSON
-lines, zip archives. (Imported by test modules; pytest puts ``tests/`` on the path.)"""
+lines, zip archives; and :func:`read`, which reads evidence into a fresh case store the real way
+(discovery + ingest). (Imported by test modules; pytest puts ``tests/`` on the path.)"""
 
 from __future__ import annotations
 
 import io
 import json
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from varde.events.store import EventStore
+from varde.ingest import ingest, plan
+from varde.sources.base import ArchiveLimits
 
 
 def sysmon_event(
@@ -47,6 +53,58 @@ def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> 
     return buffer.getvalue()
 
 
+@dataclass
+class Read:
+    evidence: list[dict]
+    warnings: list[dict]
+    events: list[dict]
+
+    def only(self) -> dict:
+        assert len(self.evidence) == 1, self.evidence
+        return self.evidence[0]
+
+
+def read(tmp_path: Path, *paths: Path, workers: int = 0, limits: ArchiveLimits | None = None) -> Read:
+    """Discover and read ``paths`` into a fresh case store; return evidence, warnings and events."""
+    limits = limits or ArchiveLimits()
+    case = tmp_path / f"case-{len(list(tmp_path.glob('case-*')))}"
+    case.mkdir()
+    with EventStore(case / "events.duckdb") as store:
+        ingest(plan(list(paths), store, limits), store, case / "tmp", limits, workers=workers)
+        cols = ("id", "path", "reader", "sha256", "bytes", "records", "skipped_records", "complete")
+        evidence = [
+            dict(zip(cols, r, strict=True))
+            for r in store.query(f"SELECT {', '.join(cols)} FROM evidence ORDER BY id")
+        ]
+        warnings = [
+            dict(zip(("evidence", "locator", "message", "skipped"), r, strict=True))
+            for r in store.query(
+                "SELECT evidence, locator, message, skipped FROM read_warnings ORDER BY evidence"
+            )
+        ]
+        ecols = (
+            "evidence",
+            "locator",
+            "ts",
+            "host",
+            "channel",
+            "provider",
+            "event_id",
+            "record_id",
+            "fields",
+        )
+        events = []
+        for row in store.query(
+            "SELECT evidence, locator, ts, host, channel, provider, event_id, record_id, "
+            "CAST(fields AS VARCHAR) "
+            "FROM events ORDER BY key"
+        ):
+            event = dict(zip(ecols, row, strict=True))
+            event["fields"] = json.loads(event["fields"]) if event["fields"] else {}
+            events.append(event)
+    return Read(evidence, warnings, events)
+
+
 def store_with(path, events: dict[tuple[str | None, int | None], list[dict]]):
     """An EventStore at ``path`` holding ``events``: (channel, event id) -> list of field dicts.
 
@@ -76,6 +134,13 @@ def store_with(path, events: dict[tuple[str | None, int | None], list[dict]]):
     store.finish_evidence(1, None, context.records, 0, True)
     store.refresh_view()
     return store
+
+
+def write_file(folder: Path, name: str, text: str | bytes) -> Path:
+    """Write ``text`` to ``folder/name`` (folders made as needed) and return the path."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
 
 
 # A small hand-written intrusion (formerly the demo case): Sysmon and MSExchange Management events

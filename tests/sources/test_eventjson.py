@@ -10,71 +10,16 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import Read, read
 
-import varde.sources.eventjson as eventjson
-from varde.events.store import EventStore
-from varde.ingest import ingest, plan
-from varde.sources.base import ArchiveLimits
+from varde.sources import eventjson
 from varde.sources.eventjson import EventJsonReader
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Read:
-    evidence: list[dict]
-    warnings: list[dict]
-    events: list[dict]
-
-    def only(self) -> dict:
-        assert len(self.evidence) == 1, self.evidence
-        return self.evidence[0]
-
-
-def read(tmp_path: Path, *paths: Path, workers: int = 0, limits: ArchiveLimits | None = None) -> Read:
-    """Discover and read ``paths`` into a fresh case store; return evidence, warnings and events."""
-    limits = limits or ArchiveLimits()
-    case = tmp_path / f"case-{len(list(tmp_path.glob('case-*')))}"
-    case.mkdir()
-    with EventStore(case / "events.duckdb") as store:
-        ingest(plan(list(paths), store, limits), store, case / "tmp", limits, workers=workers)
-        cols = ("id", "path", "reader", "sha256", "bytes", "records", "skipped_records", "complete")
-        evidence = [
-            dict(zip(cols, r, strict=True))
-            for r in store.query(f"SELECT {', '.join(cols)} FROM evidence ORDER BY id")
-        ]
-        warnings = [
-            dict(zip(("evidence", "locator", "message", "skipped"), r, strict=True))
-            for r in store.query(
-                "SELECT evidence, locator, message, skipped FROM read_warnings ORDER BY evidence"
-            )
-        ]
-        ecols = (
-            "evidence",
-            "locator",
-            "ts",
-            "host",
-            "channel",
-            "provider",
-            "event_id",
-            "record_id",
-            "fields",
-        )
-        events = []
-        for row in store.query(
-            "SELECT evidence, locator, ts, host, channel, provider, event_id, record_id, "
-            "CAST(fields AS VARCHAR) "
-            "FROM events ORDER BY key"
-        ):
-            event = dict(zip(ecols, row, strict=True))
-            event["fields"] = json.loads(event["fields"]) if event["fields"] else {}
-            events.append(event)
-    return Read(evidence, warnings, events)
 
 
 def evtx_layout(

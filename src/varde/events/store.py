@@ -23,7 +23,7 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import duckdb
 import pyarrow as pa
@@ -105,8 +105,10 @@ class EventStore:
         self._lock = threading.Lock()
         self._load_partitions()
         self._view_stale = True
+        self._generation = 0  # counts changes to the events, for materialised derived tables
+        self._derived: dict[str, int] = {}
 
-    def __enter__(self) -> EventStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -129,6 +131,7 @@ class EventStore:
         for partition in self.partitions.values():
             self.con.execute(f"DROP TABLE IF EXISTS {quote(partition.table)}")
         self.partitions.clear()
+        self._generation += 1
         for table in ("partitions", "partition_fields", "evidence", "read_warnings", "sigma_matches",
                       "detector_matches"):
             self.con.execute(f"DELETE FROM {table}")
@@ -146,6 +149,7 @@ class EventStore:
         :meth:`refresh_view`.
         """
         con = con or self.con
+        self._generation += 1
         names = batch.schema.names[len(COMMON_COLUMNS):]
         with self._lock:  # loader threads create partitions concurrently (each its own keys)
             partition = self.partitions.get(key)
@@ -262,6 +266,15 @@ class EventStore:
                 columns.append(f"{expression} AS {quote(name)}")
             selects.append(f"SELECT {', '.join((*COMMON_COLUMNS, *columns))} FROM {quote(partition.table)}")
         return "(" + " UNION ALL ".join(selects) + ")" if selects else None
+
+    def materialise(self, name: str, sql: str) -> str:
+        """A temporary table ``name`` holding the rows of ``sql``, made once while the events stay
+        as they are, for a derived relation that many queries read (the web requests of all logs,
+        say): computed once instead of once per query. Returns ``name``."""
+        if self._derived.get(name) != self._generation:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {quote(name)} AS {sql}")
+            self._derived[name] = self._generation
+        return quote(name)
 
     def event_count(self) -> int:
         """Number of events in the store."""

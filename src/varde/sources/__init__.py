@@ -9,8 +9,10 @@ from __future__ import annotations
 from varde.sources.base import Reader
 from varde.sources.eventjson import EventJsonReader
 from varde.sources.evtx import EvtxReader
+from varde.sources.exchange_csv import ExchangeCsvReader
+from varde.sources.w3c import W3cReader
 
-READERS: tuple[Reader, ...] = (EvtxReader(), EventJsonReader())
+READERS: tuple[Reader, ...] = (EvtxReader(), EventJsonReader(), ExchangeCsvReader(), W3cReader())
 
 
 def reader_named(name: str) -> Reader:

@@ -15,12 +15,22 @@ text so that Sigma string matching sees what an analyst would see in Event Viewe
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 #: System values copied into the own fields (unless EventData already has that name), so
 #: that rules and analysts can use them.
 _SYSTEM_EXTRAS = ("Level", "Task", "Opcode", "Keywords", "Version")
+
+#: Provider of the Exchange cmdlet log (channel ``MSExchange Management``: event 1 cmdlet
+#: succeeded, 6 cmdlet failed), whose values are unnamed, positional ``<Data>`` elements.
+CMDLET_PROVIDER = "MSExchange CmdletLogs"
+#: Names given to those positions (read from real events; research notes, exchange-log-formats.md
+#: "Windows event logs"). Positions 3 and 4 hold SIDs whose roles are not documented, and later
+#: positions (AD scope text, activity id, service plan, culture) are localised or vary: they stay
+#: only in the joined ``Data`` text, which keyword rules search.
+CMDLET_DATA = {0: "Cmdlet", 1: "Parameters", 2: "Caller", 5: "ClientApplication", 6: "Process", 9: "Duration"}
 
 
 class WinEvent(NamedTuple):
@@ -40,8 +50,7 @@ def parse_time_us(value: Any) -> int | None:
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
-    if text.endswith(" UTC"):
-        text = text[:-4]
+    text = text.removesuffix(" UTC")
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -113,6 +122,14 @@ def flatten_data(node: Any, out: dict[str, str | None]) -> None:
             out[name if name != "#text" else "Data"] = as_text(value)
 
 
+def name_cmdlet_data(values: list[str | None], fields: dict[str, str | None]) -> None:
+    """Add the named fields of an MSExchange CmdletLogs event from its positional values (the
+    joined ``Data`` text stays as it is)."""
+    for position, name in CMDLET_DATA.items():
+        if position < len(values) and name not in fields:
+            fields[name] = values[position]
+
+
 def from_evtx_layout(event: dict[str, Any]) -> WinEvent:
     """Normalise the ``evtx`` crate's ``{"Event": {"System": ..., "EventData": ...}}``."""
     system = event.get("System") or {}
@@ -128,6 +145,12 @@ def from_evtx_layout(event: dict[str, Any]) -> WinEvent:
         value = system.get(name)
         if value is not None and name not in fields:
             fields[name] = value if type(value) is str else as_text(value)
+    if attrs.get("Name") == CMDLET_PROVIDER:
+        data = (event.get("EventData") or {}).get("Data") if isinstance(event.get("EventData"), dict) else None
+        if isinstance(data, dict):
+            data = data.get("#text")
+        if isinstance(data, list):
+            name_cmdlet_data([as_text(v) for v in data], fields)
     security = system.get("Security")
     if isinstance(security, dict) and "UserID" not in fields:
         user = (security.get("#attributes") or {}).get("UserID")
@@ -151,6 +174,8 @@ def from_winlogbeat(doc: dict[str, Any]) -> WinEvent:
     for key in ("event_data", "user_data"):
         if isinstance(winlog.get(key), dict):
             flatten_data(winlog[key], fields)
+    if winlog.get("provider_name") == CMDLET_PROVIDER and "param1" in fields:  # Winlogbeat numbers them
+        name_cmdlet_data([fields.get(f"param{n}") for n in range(1, max(CMDLET_DATA) + 2)], fields)
     message = doc.get("message")
     if message is not None and "Message" not in fields:
         fields["Message"] = as_text(message)
@@ -186,12 +211,23 @@ def _first(doc: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
+#: The English rendered message of a cmdlet event (flattened exports keep only the message);
+#: Exchange itself spells it "suceeded".
+_CMDLET_MESSAGE = re.compile(r"Cmdlet (?:succeeded|suceeded|failed)\. Cmdlet (?P<c>[^,\s]+), parameters (?P<p>.*)\.",
+                             re.DOTALL)
+
+
 def from_flat(doc: dict[str, Any]) -> WinEvent:
     """Normalise a flattened NXLog / OTRF-style event (EventData names as top-level keys)."""
     fields: dict[str, str | None] = {}
     for name, value in doc.items():
         if name not in _FLAT_META:
             fields[name] = as_text(value)
+    message = fields.get("Message")
+    if message and "Cmdlet" not in fields and _first(doc, _FLAT_COLUMNS["provider"]) == CMDLET_PROVIDER:
+        match = _CMDLET_MESSAGE.match(message)
+        if match:
+            fields["Cmdlet"], fields["Parameters"] = match.group("c"), match.group("p")
     return WinEvent(
         ts_us=parse_time_us(_first(doc, _FLAT_COLUMNS["ts"])),
         host=as_text(_first(doc, _FLAT_COLUMNS["host"])),

@@ -27,7 +27,7 @@ def parameter(name: str) -> str:
 
 
 def command_text(store: EventStore) -> str | None:
-    """SQL (a parenthesised subquery) of every cmdlet invocation in the case, or None."""
+    """The table of every cmdlet invocation in the case (made once per state of the store), or None."""
     parts = []
     for channel in CHANNELS:
         source = store.select(channel, ("*", "AuthenticatedUser", "Caller", "UserId"))
@@ -39,7 +39,7 @@ def command_text(store: EventStore) -> str | None:
             nullif(coalesce(AuthenticatedUser, Caller, UserId), '') AS "user" FROM {source}""")
     if not parts:
         return None
-    return "(" + " UNION ALL ".join(parts) + ")"
+    return store.materialise("cmdlet_invocations", " UNION ALL ".join(parts))
 
 
 def _sql(text: str) -> str:

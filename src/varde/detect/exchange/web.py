@@ -15,9 +15,9 @@ from __future__ import annotations
 from varde.events.store import EventStore
 
 _IIS_FIELDS = ("cs-method", "cs-uri-stem", "cs-uri-query", "sc-status", "c-ip", "cs(User-Agent)", "cs-username",
-               "s-port", "cs(Cookie)")
+               "s-port", "cs(Cookie)", "cs-uri-decoded")
 _PROXY_FIELDS = ("Method", "UrlStem", "UrlQuery", "HttpStatus", "ClientIpAddress", "UserAgent", "AuthenticatedUser",
-                 "RequestId")
+                 "RequestId", "UrlDecoded")
 
 
 def _none(column: str) -> str:
@@ -26,7 +26,9 @@ def _none(column: str) -> str:
 
 
 def requests(store: EventStore) -> str | None:
-    """SQL (a parenthesised subquery) of every web request in the case, or None if there are none."""
+    """The table of every web request in the case (made once per state of the store), or None
+    if there are none. ``uri_decoded`` is the reader's decoded URI (IIS ``cs-uri-decoded``,
+    HttpProxy ``UrlDecoded``: decoded repeatedly, against double encoding), else decoded here."""
     parts = []
     iis = store.select("IIS", _IIS_FIELDS)
     if iis is not None:
@@ -35,18 +37,19 @@ def requests(store: EventStore) -> str | None:
             "sc-status" AS status, {_none('"c-ip"')} AS source_ip,
             replace({_none('"cs(User-Agent)"')}, '+', ' ') AS user_agent, {_none('"cs-username"')} AS "user",
             nullif(regexp_extract("cs-uri-query", 'cafeReqId=([0-9a-fA-F-]+)', 1), '') AS request_id,
-            "s-port" AS port, {_none('"cs(Cookie)"')} AS cookie FROM {iis}""")
+            "s-port" AS port, {_none('"cs(Cookie)"')} AS cookie, "cs-uri-decoded" AS decoded FROM {iis}""")
     proxy = store.select("Exchange HttpProxy", _PROXY_FIELDS)
     if proxy is not None:
         parts.append(f"""SELECT key, ts, host, 'httpproxy' AS log, Method AS method,
             (UrlStem || coalesce({_none('UrlQuery')}, '')) AS uri, HttpStatus AS status,
             {_none('ClientIpAddress')} AS source_ip, {_none('UserAgent')} AS user_agent,
             {_none('AuthenticatedUser')} AS "user", {_none('RequestId')} AS request_id, NULL AS port,
-            NULL AS cookie FROM {proxy}""")
+            NULL AS cookie, UrlDecoded AS decoded FROM {proxy}""")
     if not parts:
         return None
     union = " UNION ALL ".join(parts)
-    return f"(SELECT *, coalesce(try(url_decode(uri)), uri) AS uri_decoded FROM ({union}))"
+    decoded = "coalesce(decoded, try(url_decode(uri)), uri)"
+    return store.materialise("web_requests", f"SELECT * EXCLUDE (decoded), {decoded} AS uri_decoded FROM ({union})")
 
 
 #: Columns of :func:`requests` a detector passes on as hit attributes.

@@ -100,7 +100,10 @@ def list_groups(store: EventStore) -> list[Group]:
             f"SELECT count(*), bool_or(provider IS NOT NULL){counts} FROM {quote(partition.table)}"
         ).fetchall()[0]
         present = tuple(pair for pair, n in zip(fields, filled, strict=True) if n)
-        groups.append(Group(channel, event_id, int(events), bool(windows), partition.table, present))
+        # Windows events name a provider and an event id; text logs (IIS, Exchange's CSV logs) have
+        # no event id, so rules for "any Windows channel" do not run over them
+        windows = bool(windows) and event_id is not None
+        groups.append(Group(channel, event_id, int(events), windows, partition.table, present))
     return sorted(groups, key=lambda g: (-g.events, g.channel or "", g.event_id or 0))
 
 
@@ -170,12 +173,14 @@ class SigmaEngine:
         """Keyword rules that name no event id and read only the events' text, per channel.
 
         Such a rule (the Mimikatz keyword rule applies to every Windows channel) would cost one
-        planned query per event id; run over a channel's partitions at once it costs one.
+        planned query per event id; run over a channel's partitions at once it costs one. Rules
+        that cover the same partitions share one plan, so the text is built once for them all
+        (web server logs meet several keyword rules).
         """
         by_channel: dict[str | None, list[Group]] = {}
         for group in groups:
             by_channel.setdefault(group.channel, []).append(group)
-        out = []
+        plans: dict[tuple[str, ...], tuple[list[Group], list[tuple[str, Predicate]]]] = {}
         for channel, members in sorted(by_channel.items(), key=lambda kv: str(kv[0])):
             candidates = [*self._by_channel.get(channel, []), *self._by_channel.get(None, [])]
             for rule, target, predicate in sorted(candidates, key=lambda c: self._order[c[0].uid]):
@@ -183,8 +188,9 @@ class SigmaEngine:
                     continue
                 covered = [g for g in members if target.covers(g.channel, g.event_id, g.windows)]
                 if covered:
-                    out.append((covered, [(rule.uid, predicate)]))
-        return out
+                    plan = plans.setdefault(tuple(g.table for g in covered), (covered, []))
+                    plan[1].append((rule.uid, predicate))
+        return list(plans.values())
 
     def run(self, on_group: Callable[[Group, int], None] | None = None) -> EngineResult:
         """Run every rule on every group it applies to."""
