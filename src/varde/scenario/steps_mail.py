@@ -9,29 +9,35 @@ from varde.scenario.background import ews_request
 from varde.scenario.http import EwsCall, Request, send
 from varde.scenario.steps_exploit import web_path
 
+#: Account names sprayers try besides harvested ones (many do not exist: a real spray's mark).
+_GUESSES = ("administrator", "admin", "test", "info", "support", "postmaster", "scanner", "backup", "service",
+            "helpdesk", "office", "reception", "contact", "sales", "hr", "it", "user", "guest", "training", "mail",
+            "noreply", "finance", "webmaster", "security", "printer", "sql", "exchange", "test1", "temp", "student")
+
 
 def password_spray(step: Step) -> None:
     """A few passwords tried against many accounts (Basic auth to EWS, or OWA forms), slowly,
     from a handful of addresses; the accounts named in ``succeeds`` take one of them."""
     sim, rng, params = step.sim, step.rng, step.params
-    users = sim.org.users[: int(params.get("accounts", 40))]
-    wins = {int(n) % len(sim.org.users) for n in params.get("succeeds", [])}
+    wanted = int(params.get("accounts", 40))
+    targets = [u.sam for u in sim.org.users[:wanted]]
+    targets += [g for g in _GUESSES if g not in targets][: max(0, wanted - len(targets))]
+    wins = {sim.org.users[int(n) % len(sim.org.users)].sam for n in params.get("succeeds", [])}
+    targets += sorted(wins - set(targets))
     rounds = int(params.get("rounds", 2))
-    endpoint = params.get("endpoint", "ews")
     stolen = step.actor.state.setdefault("accounts", [])
-    first = True
     for round_number in range(rounds):
-        for number, user in enumerate(users):
+        for number, sam in enumerate(targets):
             ts = step.later(2, 25)
             ip, agent = step.ip(number), step.agent(round_number)
-            success = round_number == rounds - 1 and sim.org.users.index(user) in wins
-            _attempt(step, ts, ip, agent, user.sam, success, endpoint)
-            win.logon(sim, ts + 5000, rng, user.sam, user.sid if success else "S-1-0-0", ip, success)
+            success = round_number == rounds - 1 and sam in wins
+            _attempt(step, ts, ip, agent, sam, success, params.get("endpoint", "ews"))
+            user = next((u for u in sim.org.users if u.sam == sam), None)
+            win.logon(sim, ts + 5000, rng, sam, user.sid if success and user else "S-1-0-0", ip, success,
+                      exists=user is not None)
             step.seen(ts, ip, agent)
-            if first:
-                sim.truth.technique("T1110.003", ts)
-                first = False
-            if success:
+            sim.truth.technique("T1110.003", ts)
+            if success and user is not None:
                 stolen.append(sim.org.users.index(user))
                 sim.truth.technique("T1078", ts)
                 sim.truth.intrusion(ts)

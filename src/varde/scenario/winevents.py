@@ -115,8 +115,9 @@ def file_created(sim: Simulation, ts_us: int, proc: Proc, path: str) -> None:
 
 
 def logon(sim: Simulation, ts_us: int, rng: random.Random, account: str, sid: str, ip: str, success: bool,
-          logon_type: int = 8) -> None:
-    """Security 4624 / 4625 of a logon through IIS (type 8 for Basic and forms, 3 for network)."""
+          logon_type: int = 8, exists: bool = True) -> None:
+    """Security 4624 / 4625 of a logon through IIS (type 8 for Basic and forms, 3 for network);
+    a failure's SubStatus says a bad password, or (``exists`` false) no such account."""
     common = {"SubjectUserSid": "S-1-5-18", "SubjectUserName": f"{sim.org.server.name}$",
               "SubjectDomainName": sim.org.netbios, "SubjectLogonId": "0x3e7"}
     process = {"ProcessId": hex(sim.org.pids["MSExchangeOWAAppPool"]), "ProcessName": W3WP,
@@ -134,7 +135,8 @@ def logon(sim: Simulation, ts_us: int, rng: random.Random, account: str, sid: st
         return
     security(sim, ts_us, 4625, {
         **common, "TargetUserSid": "S-1-0-0", "TargetUserName": account, "TargetDomainName": sim.org.netbios,
-        "Status": "0xc000006d", "FailureReason": "%%2313", "SubStatus": "0xc000006a", "LogonType": logon_type,
+        "Status": "0xc000006d", "FailureReason": "%%2313",
+        "SubStatus": "0xc000006a" if exists else "0xc0000064", "LogonType": logon_type,
         "LogonProcessName": "Advapi  ", "AuthenticationPackageName": "Negotiate",
         "WorkstationName": sim.org.server.name, "TransmittedServices": "-", "LmPackageName": "-", "KeyLength": 0,
         **process,
