@@ -69,6 +69,7 @@ def hour(sim: Simulation, index: int, start: int) -> None:
             for ts in _times(rng, start, _count(rng, 3.0)):
                 send(sim, _eas(sim, rng, user, ts, "Ping"), rng)
     _probes(sim, rng, start)
+    _powershell_probe(sim, rng, start)
     _load_balancer(sim, rng, start)
     _scanners(sim, rng, start)
     if busy >= 1.0 and rng.random() < 0.35:
@@ -173,6 +174,23 @@ def _probes(sim: Simulation, rng: random.Random, start: int) -> None:
                               protocol=protocol, auth="Negotiate", anchor=f"SMTP:{box}@{org.domain}",
                               routing_hint="WindowsIdentity", backend_status=200, response_bytes=ri(rng, 100, 900),
                               latency_ms=ri(rng, 2, 30), ews=call), rng)
+
+
+def _powershell_probe(sim: Simulation, rng: random.Random, start: int) -> None:
+    """Managed availability's hourly Remote PowerShell probe (Rps_Http ClientInfo
+    ``Exchange BackEnd Probes``, as CrowdStrike's OWASSRF guidance lists among the benign values)."""
+    org = sim.org
+    box = org.health_mailboxes[0]
+    session, shell = new_id(rng).upper(), new_id(rng).upper()
+    ts = start + int(rng.random() * (HOUR_US - 120_000_000))
+    for action, command in (("Receive", ""), ("Command", "Get-Mailbox")):
+        ts += ri(rng, 1, 30) * 1_000_000
+        send(sim, Request(ts, "POST", "/powershell", "127.0.0.1", "Microsoft WinRM Client", query="clientApplication=ActiveMonitor",
+                          user=f"{org.netbios}\\{box}", protocol="PowerShell", auth="Kerberos",
+                          anchor=f"SMTP:{box}@{org.domain}", routing_hint="ExchClientVer-ServerCookie", backend_status=200,
+                          protocol_action=f"{command or 'New-PSSession'}:{action}", request_bytes=ri(rng, 900, 5000),
+                          response_bytes=ri(rng, 800, 9000), latency_ms=ri(rng, 10, 80),
+                          rps=RpsCall(action, command, "Exchange BackEnd Probes", session, shell)), rng)
 
 
 def _load_balancer(sim: Simulation, rng: random.Random, start: int) -> None:
