@@ -39,7 +39,7 @@ err = Console(stderr=True, highlight=False)
 class RichProgress:
     """Progress bars for reading (bytes) and matching (event groups), on a terminal only."""
 
-    LABELS = {"read": "Reading evidence", "match": "Matching rules"}
+    LABELS = {"read": "Reading evidence", "match": "Matching rules", "yara": "Scanning files (YARA)"}
 
     def __init__(self, quiet: bool) -> None:
         self.bar = Progress(
@@ -92,12 +92,14 @@ def hunt_command(
     placeholders: Annotated[
         Path | None, typer.Option("--placeholders", help="YAML: values for %placeholder% rules.")
     ] = None,
-    builtin_rules: Annotated[bool, typer.Option(help="Use varde's bundled Sigma rules.")] = True,
+    yara: Annotated[list[Path], typer.Option("--yara", help="YARA rule folder or file (repeatable).")] = [],  # noqa: B006
+    builtin_rules: Annotated[bool, typer.Option(help="Use varde's bundled Sigma and YARA rules.")] = True,
     workers: Annotated[int, typer.Option(help="Reader processes (0: read in this process).", min=0)] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
 ) -> None:
     """Read evidence into a case, run the rules and write CASE/report.json."""
-    options = HuntOptions(tuple(sigma), builtin_rules, placeholders, workers)
+    options = HuntOptions(tuple(sigma), builtin_rules, placeholders, workers, yara_dirs=tuple(yara),
+                          builtin_yara=builtin_rules)
     _run_hunt(evidence, case, options, quiet)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from varde.events.files import add_files, file_row, fill_hashes
 from varde.events.store import EventStore
 from varde.sources import reader_named
 from varde.sources.base import ArchiveLimits, PartitionBatch, ReadWarning
@@ -190,10 +191,12 @@ class _StoreSink:
 
 
 def plan(paths: Iterable[Path], store: EventStore, limits: ArchiveLimits) -> list[Task]:
-    """Discover the evidence, list every input in the store, and return the reading tasks."""
-    tasks = []
+    """Discover the evidence, list every input in the store (and in the file inventory), and
+    return the reading tasks."""
+    tasks, files = [], []
     for number, found in enumerate(discover(paths, limits), 1):
         store.add_evidence(number, found.evidence.path, found.reader, found.evidence.size)
+        files.append(file_row(number, found.evidence))
         if found.note:
             store.add_warning(number, None, found.note)
         if found.refused:
@@ -205,6 +208,7 @@ def plan(paths: Iterable[Path], store: EventStore, limits: ArchiveLimits) -> lis
             tasks.extend(Task(number, found.evidence, reader, part) for part in parts)
         else:
             tasks.append(Task(number, found.evidence, reader))
+    add_files(store, files)
     return tasks
 
 
@@ -229,6 +233,7 @@ def ingest(
         else:
             read_inline(tasks, sink, scratch, limits, progress)
         sink.finish()
+    fill_hashes(store)
     store.refresh_view()
     return IngestSummary(
         files=len(parts),

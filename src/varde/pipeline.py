@@ -24,6 +24,9 @@ from varde.detect.sigma.correlation import run_correlations
 from varde.detect.sigma.engine import SigmaEngine, list_groups, runnable_rules
 from varde.detect.sigma.findings import build_findings, sort_findings
 from varde.detect.sigma.rules import RuleSet, load_placeholders, load_ruleset
+from varde.detect.yara import YaraRules, load_yara
+from varde.detect.yara_findings import yara_findings
+from varde.detect.yara_scan import ScanLimits, scan_evidence
 from varde.errors import UsageError
 from varde.events.store import EventStore
 from varde.ingest import IngestSummary, ingest, plan
@@ -75,6 +78,9 @@ class HuntOptions:
     workers: int = 2
     rule_cache: bool = True
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    yara_dirs: tuple[Path, ...] = ()
+    builtin_yara: bool = True
+    yara_limits: ScanLimits = field(default_factory=ScanLimits)
     clock: Callable[[], datetime] = utc_now
 
 
@@ -127,26 +133,29 @@ def hunt(
     started = time.perf_counter()
     if rulesets is None:
         rulesets = load_rulesets(options)
+    yara = load_yara(options.yara_dirs, options.builtin_yara)
     logger.info("rules loaded in %.1f s", time.perf_counter() - started)
     case = Case.create(case_dir, evidence)
     with EventStore(case.store_path) as store:
         store.reset()
         mark = time.perf_counter()
-        summary = _read(evidence, store, case, options, progress)
+        summary, tasks = _read(evidence, store, case, options, progress)
         logger.info("read %d events from %d files in %.1f s", summary.events, summary.files, time.perf_counter() - mark)
+        scanned = _yara(store, yara, tasks, options, progress)  # first: detectors may use yara_matches
         mark = time.perf_counter()
         outcomes, findings = _detect(store, rulesets, progress)
         builtin, detected = _detect_builtin(store)
-        findings = sort_findings([*findings, *detected])
+        findings = sort_findings([*findings, *detected, *scanned])
         logger.info("matched in %.1f s: %d findings", time.perf_counter() - mark, len(findings))
-        report = build_report(store, outcomes, findings, options.clock(), [builtin])
+        report = build_report(store, outcomes, findings, options.clock(),
+                              [builtin, *(ruleset.entry() for ruleset in yara.rulesets)])
     report.save(case.report_path)
     case.clean_scratch()
     return HuntResult(report, summary, case)
 
 
 def _read(evidence: Sequence[Path], store: EventStore, case: Case, options: HuntOptions,
-          progress: Progress) -> IngestSummary:
+          progress: Progress) -> tuple[IngestSummary, list[Task]]:
     tasks = plan(evidence, store, options.limits)
     progress.start("read", sum(t.size for t in tasks))
 
@@ -155,7 +164,21 @@ def _read(evidence: Sequence[Path], store: EventStore, case: Case, options: Hunt
 
     summary = ingest(tasks, store, case.scratch, options.limits, options.workers, done)
     progress.end("read")
-    return summary
+    return summary, tasks
+
+
+def _yara(store: EventStore, yara: YaraRules, tasks: list[Task], options: HuntOptions,
+          progress: Progress) -> list[Finding]:
+    """Scan every input that could be opened with the YARA rules; their findings."""
+    inputs = list({t.evidence_id: t.evidence for t in tasks}.items())
+    progress.start("yara", len(inputs))
+    mark = time.perf_counter()
+    scanned = scan_evidence(store, yara, inputs, options.limits, options.yara_limits,
+                            lambda evidence: progress.advance("yara"))
+    progress.end("yara")
+    logger.info("YARA scanned %d files in %.1f s: %d matches", scanned.files, time.perf_counter() - mark,
+                scanned.matches)
+    return yara_findings(store, yara)
 
 
 def _detect(

@@ -10,6 +10,9 @@ Tables (documented for users in ``docs/schema.md``):
 * ``evidence``: one row per input file (path, sha256, bytes, reader, records, skipped, complete);
 * ``read_warnings``: what could not be read, with file and locator;
 * ``sigma_matches``: (rule uid, event key) pairs written by the Sigma engine;
+* ``files``: the file inventory, one row per input with its tree path, times and web root
+  (:mod:`varde.events.files`);
+* ``yara_matches`` and ``yara_scans``: what the YARA rules matched, and how each file was scanned;
 * ``detector_matches``: (rule uid, event key, attributes) written by the built-in detectors.
 
 DuckDB runs with a memory limit and spills to a temp folder inside the case, so memory stays
@@ -46,6 +49,18 @@ CREATE TABLE IF NOT EXISTS read_warnings (
     evidence INTEGER, locator VARCHAR, message VARCHAR NOT NULL, skipped BIGINT DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sigma_matches (rule_uid VARCHAR NOT NULL, key BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    evidence INTEGER PRIMARY KEY, path VARCHAR NOT NULL, tree_path VARCHAR NOT NULL, name VARCHAR NOT NULL,
+    extension VARCHAR NOT NULL, bytes BIGINT, sha256 VARCHAR, modified TIMESTAMP, accessed TIMESTAMP,
+    created TIMESTAMP, time_source VARCHAR, web_root VARCHAR, archive VARCHAR
+);
+CREATE TABLE IF NOT EXISTS yara_matches (
+    rule_uid VARCHAR NOT NULL, evidence INTEGER NOT NULL, scope VARCHAR NOT NULL, "offset" BIGINT,
+    line BIGINT, pattern VARCHAR
+);
+CREATE TABLE IF NOT EXISTS yara_scans (
+    evidence INTEGER NOT NULL, scope VARCHAR NOT NULL, outcome VARCHAR NOT NULL, bytes BIGINT, detail VARCHAR
+);
 CREATE TABLE IF NOT EXISTS detector_matches (rule_uid VARCHAR NOT NULL, key BIGINT NOT NULL, attrs JSON);
 """
 
@@ -133,7 +148,7 @@ class EventStore:
         self.partitions.clear()
         self._generation += 1
         for table in ("partitions", "partition_fields", "evidence", "read_warnings", "sigma_matches",
-                      "detector_matches"):
+                      "detector_matches", "files", "yara_matches", "yara_scans"):
             self.con.execute(f"DELETE FROM {table}")
         self._view_stale = True
 
@@ -225,17 +240,18 @@ class EventStore:
 
     def add_warnings(self, rows: Sequence[tuple[int | None, str | None, str, int]]) -> None:
         """Record many read warnings at once."""
+        schema = pa.schema([("evidence", pa.int32()), ("locator", pa.string()), ("message", pa.string()),
+                            ("skipped", pa.int64())])
+        self.insert("read_warnings", schema, rows)
+
+    def insert(self, table: str, schema: pa.Schema, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Append ``rows`` (tuples in ``schema``'s column order) to ``table`` in one statement."""
         if rows:
-            table = pa.table(
-                list(zip(*rows, strict=True)),
-                schema=pa.schema([("evidence", pa.int32()), ("locator", pa.string()), ("message", pa.string()),
-                                  ("skipped", pa.int64())]),
-            )
-            self.con.register("_warnings", table)
+            self.con.register("_rows", pa.table(list(zip(*rows, strict=True)), schema=schema))
             try:
-                self.con.execute("INSERT INTO read_warnings SELECT * FROM _warnings")
+                self.con.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _rows")
             finally:
-                self.con.unregister("_warnings")
+                self.con.unregister("_rows")
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run ``sql`` and return all rows."""

@@ -23,6 +23,7 @@ from varde.report.document import (
     Vulnerability,
     Warning,
 )
+from varde.sources.discover import UNKNOWN_FORMAT
 
 #: Read warnings copied into the report; the store keeps every one.
 MAX_WARNINGS = 1000
@@ -67,14 +68,24 @@ def evidence_entries(store: EventStore) -> list[EvidenceEntry]:
 
 
 def warnings(store: EventStore) -> list[Warning]:
-    """Read warnings (capped at MAX_WARNINGS, with a note of how many more the store holds)."""
+    """Read warnings (capped at MAX_WARNINGS, with a note of how many more the store holds).
+
+    Inputs no reader recognises (the pages, binaries and archives of a copied file tree) are one
+    warning with their count, not one each: they are inventoried and scanned, not lost.
+    """
     rows = store.query(
         "SELECT v.path, w.locator, w.message FROM read_warnings w LEFT JOIN evidence v ON v.id = w.evidence "
-        f"ORDER BY w.evidence NULLS FIRST, w.locator, w.message LIMIT {MAX_WARNINGS + 1}"
+        f"WHERE w.message <> ? ORDER BY w.evidence NULLS FIRST, w.locator, w.message LIMIT {MAX_WARNINGS + 1}",
+        [UNKNOWN_FORMAT],
     )
     out = [Warning(path=p, message=f"{loc}: {msg}" if loc else msg) for p, loc, msg in rows[:MAX_WARNINGS]]
+    (unknown,) = store.query("SELECT count(*) FROM read_warnings WHERE message = ?", [UNKNOWN_FORMAT])[0]
+    if unknown:
+        out.insert(0, Warning(path=None, message=(
+            f"{unknown} inputs are in no format a reader knows: they are in the file inventory (path, times, "
+            "sha256; table files) and were scanned with YARA, but no events were read from them")))
     if len(rows) > MAX_WARNINGS:
-        total = store.query("SELECT count(*) FROM read_warnings")[0][0]
+        (total,) = store.query("SELECT count(*) FROM read_warnings WHERE message <> ?", [UNKNOWN_FORMAT])[0]
         out.append(Warning(path=None, message=f"{total - MAX_WARNINGS} more read warnings are in events.duckdb"))
     return out
 

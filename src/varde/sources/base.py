@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from varde.events.schema import COMMON_SCHEMA, event_key
+from varde.sources.filetimes import FileTimes
 
 #: How many events one Arrow batch holds: large enough to amortise the store's per-batch cost,
 #: small enough that a worker's memory stays flat.
@@ -22,6 +24,12 @@ BATCH_EVENTS = 8_192
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
+
+
+def shown_path(path: os.PathLike[str] | str) -> str:
+    """A path as text that can be stored and shown: bytes of a file name that are not UTF-8 (an
+    attacker's, or a copy's from another code page) become visible ``\\xff`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -38,13 +46,15 @@ class EvidenceFile:
     """One input as discovered: a file on disk, or a member of a (possibly nested) zip archive.
 
     ``path`` is the name shown to users and written to the report; ``members`` is the chain of
-    archive member names from ``disk_path`` inwards (empty for a plain file).
+    archive member names from ``disk_path`` inwards (empty for a plain file); ``times`` are the
+    file's times where known (file system, or the zip member header).
     """
 
     path: str
     disk_path: Path
     members: tuple[str, ...] = ()
     size: int = 0
+    times: FileTimes | None = None
 
     @contextmanager
     def open(self, limits: ArchiveLimits | None = None) -> Iterator[BinaryIO]:

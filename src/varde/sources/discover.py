@@ -3,7 +3,9 @@
 Nothing is written to the evidence; folders are walked in sorted order (symbolic links to
 folders are not followed) so the same evidence always gives the same list in the same order.
 Files no reader recognises stay in the list with no reader: they are hashed like everything
-else and reported as warnings.
+else, listed in the file inventory and scanned with YARA. Each gets a read warning with the
+message :data:`UNKNOWN_FORMAT`; the report shows those as one line with their count, so a copied
+file tree does not bury the warnings that matter.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from pathlib import Path
 
 from varde.sources import READERS
 from varde.sources.archive import is_zip, list_members
-from varde.sources.base import ArchiveLimits, EvidenceFile
+from varde.sources.base import ArchiveLimits, EvidenceFile, shown_path
+from varde.sources.filetimes import member_times, stat_times
 
 HEAD_BYTES = 65536  # enough to see past a few screens of junk before the first event
+
+#: The read warning of an input no reader recognises.
+UNKNOWN_FORMAT = "no reader recognises this file's format"
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,8 @@ def discover(paths: Iterable[Path], limits: ArchiveLimits | None = None) -> Iter
     limits = limits or ArchiveLimits()
     for root in paths:
         for path in _walk(root):
-            evidence = EvidenceFile(path=str(path), disk_path=path, size=path.stat().st_size)
+            info = path.stat()
+            evidence = EvidenceFile(path=shown_path(path), disk_path=path, size=info.st_size, times=stat_times(info))
             try:
                 with open(path, "rb") as handle:
                     head = handle.read(HEAD_BYTES)
@@ -76,7 +83,7 @@ def _classify(evidence: EvidenceFile, head: bytes, limits: ArchiveLimits) -> Ite
         yield from _archive(evidence, limits)
         return
     reader = sniff(head, evidence.path)
-    yield Found(evidence, reader, None if reader else "no reader recognises this file's format")
+    yield Found(evidence, reader, None if reader else UNKNOWN_FORMAT)
 
 
 def _archive(archive: EvidenceFile, limits: ArchiveLimits) -> Iterator[Found]:
@@ -97,6 +104,7 @@ def _archive(archive: EvidenceFile, limits: ArchiveLimits) -> Iterator[Found]:
             disk_path=archive.disk_path,
             members=(*archive.members, info.filename),
             size=info.file_size,
+            times=member_times(info),
         )
         if refusal:
             yield Found(member, None, refusal, refused=True)
