@@ -141,6 +141,7 @@ def write_file(folder: Path, name: str, text: str | bytes) -> Path:
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
 
 
 # A small hand-written intrusion (formerly the demo case): Sysmon and MSExchange Management events
