@@ -260,3 +260,12 @@ def test_proxylogon_seen_only_in_front_end_iis(tmp_path):
     assert [h["url"] for h in hits["varde.exchange.proxylogon.ssrf"]] == [
         "/ecp/y.js?&CorrelationID=<empty>;&cafeReqId=5e58;", "/ecp/proxyLogon.ecp"]
     assert [h["source_ip"] for h in hits["varde.exchange.proxylogon.ssrf-failed"]] == ["198.51.100.4"]
+
+
+def test_proxyshell_powershell_elevation(tmp_path):
+    query = "@evil.corp/powershell/?X-Rps-CAT=VgEAVAdXaW5kb3dzQwBBCEtlcmJlcm9z&Email=autodiscover/autodiscover.json%3F@evil.corp"
+    hits = found(tmp_path, {IIS: [iis("2021-08-10T10:00:00Z", "POST", "/autodiscover/autodiscover.json", query, "200"),
+                                  iis("2021-08-10T10:00:01Z", "POST", "/autodiscover/autodiscover.json", query, "401",
+                                      ip="198.51.100.1")]})
+    assert [h["source_ip"] for h in hits["varde.exchange.proxyshell.powershell"]] == [ATTACKER]
+    assert [h["source_ip"] for h in hits["varde.exchange.proxyshell.ssrf"]] == [ATTACKER]

@@ -100,6 +100,14 @@ def provisional_verdict(findings: Sequence[Finding], vulns: Sequence[Vulnerabili
     """
     exploited = [v for v in vulns if v.exploited]
     shown = sorted({f.id for f in findings if f.exploited})
+    if shown and not exploited:  # a successful intrusion without a CVE: valid accounts after spraying, say
+        titles = "; ".join(sorted({f.title for f in findings if f.exploited}))
+        first = min((f.first_seen for f in findings if f.exploited and f.first_seen), default=None)
+        when = f", first on {first:%Y-%m-%d %H:%M} UTC" if first else ""
+        summary = (f"The server was compromised: {len(shown)} findings show a successful intrusion ({titles}){when}. "
+                   "Reset the accounts concerned, preserve the evidence, and review the findings after that time "
+                   "and the mailbox actions.")
+        return Verdict(compromised=True, confidence="high" if len(shown) >= 2 else "moderate", summary=summary)
     if exploited:
         first = min((v.first_seen for v in exploited if v.first_seen), default=None)
         names = "; ".join(f"{v.cve} ({v.name})" for v in exploited)

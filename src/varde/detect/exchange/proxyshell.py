@@ -40,6 +40,18 @@ PROXYSHELL = _rule("varde.exchange.proxyshell.ssrf", "ProxyShell SSRF reached th
                    "critical", _SHELL[:1], True,
                    "An unauthenticated autodiscover.json request was proxied to a back-end endpoint "
                    "(PowerShell, NSPI, EWS) and succeeded.")
+PROXYSHELL_POWERSHELL = DetectorRule(
+    uid="varde.exchange.proxyshell.powershell",
+    title="ProxyShell remote PowerShell as a chosen user (CVE-2021-34523)",
+    level="critical",
+    techniques=("T1068", "T1059.001"),
+    cves=("CVE-2021-34523",),
+    exploited=True,
+    description="The SSRF reached the back-end /powershell endpoint with an X-Rps-CAT token in the query and "
+    "succeeded: Exchange PowerShell running as the user the token names (an administrator), the elevation of "
+    "CVE-2021-34523.",
+    references=_REFS,
+)
 PROXYSHELL_FAILED = _rule("varde.exchange.proxyshell.ssrf-failed", "ProxyShell SSRF attempt (CVE-2021-34473)",
                           "medium", _SHELL[:1], False,
                           "An unauthenticated autodiscover.json request tried to reach a back-end endpoint and "
@@ -76,7 +88,7 @@ class ProxyShell:
     """ProxyShell and ProxyNotShell requests, and the export that writes ProxyShell's web shell."""
 
     name = "proxyshell"
-    rules = (PROXYSHELL, PROXYSHELL_FAILED, NOTSHELL, NOTSHELL_FAILED, EXPORT_WEBSHELL)
+    rules = (PROXYSHELL, PROXYSHELL_POWERSHELL, PROXYSHELL_FAILED, NOTSHELL, NOTSHELL_FAILED, EXPORT_WEBSHELL)
 
     def run(self, store: EventStore) -> Iterator[Hit]:
         web = requests(store)
@@ -85,6 +97,8 @@ class ProxyShell:
             shell = f"{_AUTODISCOVER} AND {_TARGETS} AND \"user\" IS NULL"
             notshell = f"{_AUTODISCOVER} AND {_NOTSHELL_TARGET} AND \"user\" IS NOT NULL"
             for rule, where in ((PROXYSHELL, f"{shell} AND {ok}"),
+                                (PROXYSHELL_POWERSHELL, f"{shell} AND {ok} AND uri_decoded ILIKE '%/powershell%'"
+                                                        " AND uri_decoded ILIKE '%X-Rps-CAT=%'"),
                                 (PROXYSHELL_FAILED, f"{shell} AND NOT coalesce({ok}, false)"),
                                 (NOTSHELL, f"{notshell} AND {ok}"),
                                 (NOTSHELL_FAILED, f"{notshell} AND NOT coalesce({ok}, false)")):

@@ -37,7 +37,7 @@ BRUTE = DetectorRule(
     description=f"One source failed {BRUTE_FAILURES} or more times to log in as the same account.")
 SPRAY_SUCCESS = DetectorRule(
     uid="varde.exchange.auth.spray-success", title="Account logged in from a password spraying source",
-    level="high", techniques=("T1110.003", "T1078"), references=_REFS,
+    level="high", techniques=("T1110.003", "T1078"), references=_REFS, exploited=True,
     description="After failing for many accounts, the source logged in successfully as one of them: the "
     "account's password is known to the intruder.")
 
