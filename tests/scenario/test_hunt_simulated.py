@@ -1,9 +1,9 @@
 """Simulated cases hunted with the project's own readers and detectors, the report compared with
 the scenario's truth.
 
-Parts of the analysis (intruders, mailboxes, techniques) are being written in parallel, and two
-scenarios meet known detector gaps: those tests are expected failures (``strict=False``: they
-start passing as the work lands; then drop the mark).
+Parts of the analysis (intruders, mailboxes, techniques) are being written in parallel: those
+tests are expected failures (``strict=False``: they start passing as the work lands; then drop
+the mark).
 """
 
 from __future__ import annotations
@@ -13,20 +13,8 @@ import pytest
 from varde.pipeline import HuntOptions, hunt
 from varde.scenario.library import scenario_names
 
-#: Scenarios whose hunt does not yet find everything in their truth, and why (detector or analysis gaps).
-KNOWN_GAPS = {
-    "proxyshell": "detectors report ProxyShell's SSRF as CVE-2021-34473 only: the X-Rps-CAT PowerShell "
-                  "elevation (CVE-2021-34523) is not reported exploited",
-    "spray-ews": "a password-spraying success is found (high) but the verdict counts only exploited CVEs as "
-                 "compromise",
-}
 NEEDS_ANALYSIS = pytest.mark.xfail(
     strict=False, reason="needs the intruder / mailbox / technique analysis of the report, in progress")
-
-
-def _with_gaps(names: list[str]) -> list:
-    return [pytest.param(n, marks=pytest.mark.xfail(strict=False, reason=KNOWN_GAPS[n])) if n in KNOWN_GAPS else n
-            for n in names]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +55,7 @@ def _webshell_names(report) -> set[str]:
     return {w.path.replace("\\", "/").rsplit("/", 1)[-1].lower() for w in report.webshells}
 
 
-@pytest.mark.parametrize("scenario", _with_gaps(scenario_names()))
+@pytest.mark.parametrize("scenario", scenario_names())
 def test_hunt_finds_the_intrusion(simulated, hunted, scenario: str) -> None:
     truth = simulated(scenario).truth
     report = hunted(scenario)
