@@ -30,6 +30,7 @@ from varde.errors import VardeError
 from varde.pipeline import HuntOptions, hunt
 from varde.report import console as console_report
 from varde.report.document import Report
+from varde.report.outputs import write_outputs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Compromise assessment for Exchange servers.")
 out = Console(highlight=False)
@@ -147,14 +148,21 @@ def simulate_command(
 
 @app.command("report")
 def report_command(case: Annotated[Path, typer.Argument(help="A case folder with report.json.")]) -> None:
-    """Show a case's report again, from report.json alone."""
+    """Show a case's report again and re-render report.html, timeline.jsonl and navigator.json, from
+    report.json alone (the evidence is not read again)."""
     try:
-        report = Report.load(Case.open(case).report_path)
+        path = Case.open(case).report_path
+        report = Report.load(path)
     except VardeError as exc:
         raise _fail(exc) from exc
     except ValueError as exc:
         reason = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc).splitlines()[0]
         _error(f"{case}/report.json is not a valid report: {reason}")
+        raise typer.Exit(3) from exc
+    try:
+        write_outputs(report, path.parent)
+    except OSError as exc:
+        _error(f"cannot write the outputs into {case}: {exc}")
         raise typer.Exit(3) from exc
     console_report.render(report, out)
 

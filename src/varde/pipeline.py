@@ -32,6 +32,8 @@ from varde.events.store import EventStore
 from varde.ingest import IngestSummary, ingest, plan
 from varde.report.build import RulesetOutcome, build_report
 from varde.report.document import Finding, Report, RuleProblemEntry, RulesetEntry
+from varde.report.excerpts import with_excerpts
+from varde.report.outputs import write_outputs
 from varde.sources.base import ArchiveLimits
 from varde.sources.ingest import Task
 
@@ -147,9 +149,10 @@ def hunt(
         builtin, detected = _detect_builtin(store)
         findings = sort_findings([*findings, *detected, *scanned])
         logger.info("matched in %.1f s: %d findings", time.perf_counter() - mark, len(findings))
-        report = build_report(store, outcomes, findings, options.clock(),
-                              [builtin, *(ruleset.entry() for ruleset in yara.rulesets)])
+        report = with_excerpts(build_report(store, outcomes, findings, options.clock(),
+                                            [builtin, *(ruleset.entry() for ruleset in yara.rulesets)]), store)
     report.save(case.report_path)
+    write_outputs(report, case.report_path.parent)
     case.clean_scratch()
     return HuntResult(report, summary, case)
 

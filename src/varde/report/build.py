@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from varde import __version__
+from varde.analysis import footprint
+from varde.analysis import intruders as intruder_analysis
+from varde.analysis import timeline as timeline_analysis
+from varde.analysis.hits import load_hits
+from varde.analysis.impact import mailbox_impact
+from varde.analysis.tactics import attack_table
+from varde.analysis.verdict import verdict
 from varde.analysis.vulnerabilities import vulnerabilities
 from varde.analysis.webshells import webshells
 from varde.detect.sigma.rules import RuleProblem, RuleSet
@@ -19,8 +25,6 @@ from varde.report.document import (
     Report,
     RuleProblemEntry,
     RulesetEntry,
-    Verdict,
-    Vulnerability,
     Warning,
 )
 from varde.sources.discover import UNKNOWN_FORMAT
@@ -28,8 +32,10 @@ from varde.sources.discover import UNKNOWN_FORMAT
 #: Read warnings copied into the report; the store keeps every one.
 MAX_WARNINGS = 1000
 
-#: ATT&CK release the technique ids refer to (the tags of the rules in use).
-ATTACK_VERSION = "unversioned (technique ids from rule tags)"
+
+def attack_version() -> str:
+    """The ATT&CK release of the bundled technique table (names and tactics)."""
+    return f"enterprise-attack {attack_table().version}"
 
 
 @dataclass
@@ -90,45 +96,6 @@ def warnings(store: EventStore) -> list[Warning]:
     return out
 
 
-def provisional_verdict(findings: Sequence[Finding], vulns: Sequence[Vulnerability], events: int) -> Verdict:
-    """A verdict that claims no more than the findings show.
-
-    Compromised only when a finding shows successful exploitation (a step only a successful
-    attacker reaches); high confidence when two or more such findings agree. Otherwise the
-    summary says what was seen, so no reader mistakes rule matches for a conclusion (the
-    intrusion analysis of later stages refines this).
-    """
-    exploited = [v for v in vulns if v.exploited]
-    shown = sorted({f.id for f in findings if f.exploited})
-    if shown and not exploited:  # a successful intrusion without a CVE: valid accounts after spraying, say
-        titles = "; ".join(sorted({f.title for f in findings if f.exploited}))
-        first = min((f.first_seen for f in findings if f.exploited and f.first_seen), default=None)
-        when = f", first on {first:%Y-%m-%d %H:%M} UTC" if first else ""
-        summary = (f"The server was compromised: {len(shown)} findings show a successful intrusion ({titles}){when}. "
-                   "Reset the accounts concerned, preserve the evidence, and review the findings after that time "
-                   "and the mailbox actions.")
-        return Verdict(compromised=True, confidence="high" if len(shown) >= 2 else "moderate", summary=summary)
-    if exploited:
-        first = min((v.first_seen for v in exploited if v.first_seen), default=None)
-        names = "; ".join(f"{v.cve} ({v.name})" for v in exploited)
-        when = f", first on {first:%Y-%m-%d %H:%M} UTC" if first else ""
-        summary = (f"The server was compromised: {len(shown)} findings show successful exploitation of {names}{when}. "
-                   "Isolate it, preserve the evidence, and review the web shells, the findings after that time and "
-                   "the mailbox actions.")
-        return Verdict(compromised=True, confidence="high" if len(shown) >= 2 else "moderate", summary=summary)
-    by_severity = Counter(f.severity for f in findings)
-    serious = by_severity["critical"] + by_severity["high"]
-    if not findings:
-        summary = f"No detection rule matched the {events} events read. No intrusion was found."
-    else:
-        summary = (
-            f"{len(findings)} findings from detection rules over {events} events, {serious} of them high "
-            "or critical, none showing successful exploitation. Review the findings and their evidence "
-            "before concluding."
-        )
-    return Verdict(compromised=False, confidence="low", summary=summary)
-
-
 def build_report(
     store: EventStore,
     outcomes: Sequence[RulesetOutcome],
@@ -139,18 +106,37 @@ def build_report(
     """The report document for the case as it stands."""
     events = store.event_count()
     vulns = vulnerabilities(findings)
+    hits = load_hits(store, findings)
+    clustering = intruder_analysis.cluster(hits)
+    intruders = intruder_analysis.entries(clustering, footprint.extend(store, clustering))
+    steps = timeline_analysis.timeline(hits, clustering)
+    notes = warnings(store)
+    if len(steps) > timeline_analysis.MAX_STEPS:
+        notes.append(Warning(path=None, message=f"{len(steps) - timeline_analysis.MAX_STEPS} more timeline steps "
+                                                "are not listed (the findings hold them)"))
+        steps = steps[:timeline_analysis.MAX_STEPS]
+    first = timeline_analysis.first_intrusion(hits, clustering)
+    mailboxes = mailbox_impact(store, hits, clustering)
+    shells = webshells(store, findings)
+    scanners = intruder_analysis.scanners(clustering)
     return Report(
         case=CaseInfo(
             tool_version=__version__,
             created=created,
             evidence=evidence_entries(store),
             rulesets=[*(o.entry() for o in outcomes), *other_rulesets],
-            attack_version=ATTACK_VERSION,
+            attack_version=attack_version(),
             events=events,
         ),
-        verdict=provisional_verdict(findings, vulns, events),
+        verdict=verdict(findings, vulns, intruders, mailboxes, shells, scanners, first, events),
         vulnerabilities=vulns,
-        webshells=webshells(store, findings),
+        intruders=intruders,
+        webshells=shells,
+        mailboxes=mailboxes,
+        techniques=timeline_analysis.techniques(steps, hits, clustering),
+        timeline=steps,
+        first_intrusion=first,
+        scanners=scanners,
         findings=findings,
-        warnings=warnings(store),
+        warnings=notes,
     )

@@ -50,8 +50,61 @@ def render(report: Report, console: Console) -> None:
         rules.add_row(_t(rs.source), _t(rs.rules), _t(rs.errors), _t(rs.skipped), _t(rs.not_applicable))
     console.print(rules)
     _findings(report, console)
+    _intruders(report, console)
+    _timeline(report, console)
+    _mailboxes(report, console)
     verdict = report.verdict
-    console.print(Text("Verdict: ", style="bold"), _t(verdict.summary))
+    state = ("COMPROMISED", "bold red") if verdict.compromised else ("not compromised", "bold green")
+    console.print(Text("Verdict: ", style="bold"), _t(state[0], state[1]), _t(f" (confidence {verdict.confidence})"))
+    console.print(_t(verdict.summary))
+
+
+def _when(moment: object) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"  # type: ignore[attr-defined]
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    return table
+
+
+def _intruders(report: Report, console: Console) -> None:
+    if not report.intruders:
+        return
+    table = _table(f"Intruders ({len(report.intruders)})", ("intruder", "sources", "user agents", "first seen",
+                                                            "first exploitation", "web shells"))
+    for i in report.intruders:
+        table.add_row(_t(i.name), _t(", ".join(i.source_ips) or "-"), _t(" | ".join(i.user_agents) or "-"),
+                      _t(_when(i.first_seen)), _t(_when(i.first_exploitation)), _t(", ".join(i.webshells) or "-"))
+    console.print(table)
+    if report.scanners.count:
+        console.print(_t(f"{report.scanners.count} other sources only probed or failed (left out)", "dim"))
+
+
+def _timeline(report: Report, console: Console) -> None:
+    if not report.timeline:
+        return
+    names = {i.id: i.name for i in report.intruders}
+    table = _table(f"Timeline ({len(report.timeline)} steps)", ("time", "tactic", "technique", "step", "intruder"))
+    for step in report.timeline[:MAX_ROWS]:
+        title = step.title + (f" x{step.count}" if step.count > 1 else "") + (f": {step.detail}" if step.detail else "")
+        table.add_row(_t(_when(step.ts)), _t(step.tactic), _t(step.technique or "-"), _t(title),
+                      _t(names.get(step.intruder or "", "-")))
+    console.print(table)
+    if len(report.timeline) > MAX_ROWS:
+        console.print(_t(f"... and {len(report.timeline) - MAX_ROWS} more steps in report.json", "dim"))
+
+
+def _mailboxes(report: Report, console: Console) -> None:
+    if not report.mailboxes:
+        return
+    table = _table(f"Mailboxes ({len(report.mailboxes)})", ("mailbox", "access", "first seen", "items", "bytes"))
+    for m in report.mailboxes[:MAX_ROWS]:
+        table.add_row(_t(m.mailbox), _t(", ".join(m.access)), _t(_when(m.first_seen)),
+                      _t("-" if m.items is None else m.items), _t("-" if m.bytes is None else m.bytes))
+    console.print(table)
 
 
 def _findings(report: Report, console: Console) -> None:

@@ -20,13 +20,14 @@ Severity = Literal["informational", "low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("informational", "low", "medium", "high", "critical")
 
 
-def _utc_text(moment: datetime) -> str:
+def utc_text(moment: datetime) -> str:
+    """``moment`` as ISO 8601 UTC text with a ``Z`` (the contract's time format)."""
     moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
     return text + "Z"
 
 
-Time = Annotated[datetime, PlainSerializer(_utc_text, return_type=str)]
+Time = Annotated[datetime, PlainSerializer(utc_text, return_type=str)]
 
 
 class Model(BaseModel):
@@ -80,6 +81,7 @@ class Verdict(Model):
 class EvidenceRef(Model):
     path: str
     locator: str
+    text: str | None = None  # the event's logged fields (for drill-down without the store), cut short
 
 
 class Finding(Model):
@@ -118,6 +120,64 @@ class Webshell(Model):
     finding_ids: list[str]
 
 
+class Intruder(Model):
+    id: str
+    source_ips: list[str]
+    user_agents: list[str]
+    first_seen: Time | None
+    last_seen: Time | None
+    finding_ids: list[str]
+    name: str = ""  # "Intruder 1", in order of first activity
+    first_exploitation: Time | None = None
+    webshells: list[str] = []
+    hosts: list[str] = []
+    users: list[str] = []
+
+
+class Scanners(Model):
+    """Sources that only probed or failed: kept out of the intruders, but counted."""
+
+    count: int = 0
+    source_ips: list[str] = []  # the first MAX_SCANNERS of them
+    finding_ids: list[str] = []
+
+
+class Mailbox(Model):
+    mailbox: str
+    access: list[Literal["export", "read", "search", "rule", "send", "delegate"]]
+    first_seen: Time | None
+    items: int | None
+    bytes: int | None
+    finding_ids: list[str]
+    intruder: str | None = None
+    details: list[str] = []  # what each access was: "export to C:\\...\\x.pst", "EWS FindItem"
+    evidence: list[EvidenceRef] = []
+
+
+class Technique(Model):
+    id: str
+    name: str
+    tactics: list[str]
+    first_seen: Time | None
+    finding_ids: list[str]
+    steps: int = 0
+
+
+class Step(Model):
+    ts: Time
+    tactic: str
+    title: str
+    host: str | None
+    finding_id: str
+    technique: str | None = None
+    last_ts: Time | None = None
+    count: int = 1
+    intruder: str | None = None
+    source_ip: str | None = None
+    detail: str | None = None
+    evidence: list[EvidenceRef] = []
+
+
 class Warning(Model):
     path: str | None
     message: str
@@ -134,11 +194,13 @@ class Report(Model):
     case: CaseInfo
     verdict: Verdict
     vulnerabilities: list[Vulnerability] = []
-    intruders: list[dict] = []
+    intruders: list[Intruder] = []
     webshells: list[Webshell] = []
-    mailboxes: list[dict] = []
-    techniques: list[dict] = []
-    timeline: list[dict] = []
+    mailboxes: list[Mailbox] = []
+    techniques: list[Technique] = []
+    timeline: list[Step] = []
+    first_intrusion: Time | None = None  # the earliest step that shows successful exploitation
+    scanners: Scanners = Scanners()
     attribution: Attribution = Attribution()
     findings: list[Finding]
     warnings: list[Warning]

@@ -10,9 +10,10 @@ from varde.sources.base import Reader
 from varde.sources.eventjson import EventJsonReader
 from varde.sources.evtx import EvtxReader
 from varde.sources.exchange_csv import ExchangeCsvReader
+from varde.sources.m365audit import M365AuditReader
 from varde.sources.w3c import W3cReader
 
-READERS: tuple[Reader, ...] = (EvtxReader(), EventJsonReader(), ExchangeCsvReader(), W3cReader())
+READERS: tuple[Reader, ...] = (EvtxReader(), M365AuditReader(), EventJsonReader(), ExchangeCsvReader(), W3cReader())
 
 
 def reader_named(name: str) -> Reader:

@@ -1,0 +1,68 @@
+"""Evidence excerpts: the logged fields of each event a report points to, copied into the report.
+
+``report.json`` must be enough to render every output again (``varde report DIR``), including the
+HTML drill-down to the evidence lines, so each evidence reference gets the event's own fields as
+compact JSON text (cut at :data:`MAX_TEXT` characters). The text is evidence, attacker-controlled:
+renderers escape it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from varde.events.store import EventStore, sql_literal
+from varde.report.document import EvidenceRef, Report
+
+MAX_TEXT = 2000
+
+
+def _texts(store: EventStore, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Event fields by (path, locator). Filters are literal lists so each partition scan is pruned
+    (a join with the references would read every partition of the ``events`` view whole)."""
+    if not refs:
+        return {}
+    ids = {path: number for number, path in store.query("SELECT id, path FROM evidence")}
+    wanted = {(ids[p], loc) for p, loc in refs if p in ids}
+    if not wanted:
+        return {}
+    paths = {number: path for path, number in ids.items()}
+    evidence = ", ".join(str(n) for n in sorted({n for n, _ in wanted}))
+    locators = ", ".join(sql_literal(loc) for loc in sorted({loc for _, loc in wanted}))
+    rows = store.query(f"SELECT evidence, locator, fields::VARCHAR FROM events "
+                       f"WHERE evidence IN ({evidence}) AND locator IN ({locators})")
+    out = {}
+    for number, locator, text in rows:
+        if (number, locator) in wanted and text is not None:
+            out[(paths[number], locator)] = text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
+    return out
+
+
+def _fill(value: Any, texts: dict[tuple[str, str], str]) -> Any:
+    if isinstance(value, EvidenceRef):
+        return value.model_copy(update={"text": texts.get((value.path, value.locator))})
+    if isinstance(value, list):
+        return [_fill(v, texts) for v in value]
+    if isinstance(value, BaseModel):
+        updates = {name: _fill(getattr(value, name), texts) for name in type(value).model_fields}
+        return value.model_copy(update=updates)
+    return value
+
+
+def _refs(value: Any, out: set[tuple[str, str]]) -> None:
+    if isinstance(value, EvidenceRef):
+        out.add((value.path, value.locator))
+    elif isinstance(value, list):
+        for item in value:
+            _refs(item, out)
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _refs(getattr(value, name), out)
+
+
+def with_excerpts(report: Report, store: EventStore) -> Report:
+    """The report with ``text`` set on every evidence reference the store can resolve."""
+    refs: set[tuple[str, str]] = set()
+    _refs(report, refs)
+    return _fill(report, _texts(store, refs))
