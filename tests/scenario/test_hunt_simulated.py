@@ -1,9 +1,8 @@
 """Simulated cases hunted with the project's own readers and detectors, the report compared with
 the scenario's truth.
 
-Parts of the analysis (intruders, mailboxes, techniques) are being written in parallel: those
-tests are expected failures (``strict=False``: they start passing as the work lands; then drop
-the mark).
+The hunts use varde's bundled rules and detectors only (a fresh clone has no SigmaHQ checkout),
+so the techniques that only SigmaHQ rules tag are an expected failure (``strict=False``).
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ import pytest
 from varde.pipeline import HuntOptions, hunt
 from varde.scenario.library import scenario_names
 
-NEEDS_ANALYSIS = pytest.mark.xfail(
-    strict=False, reason="needs the intruder / mailbox / technique analysis of the report, in progress")
+BUNDLED_RULES_ONLY = pytest.mark.xfail(
+    strict=False, reason="hunted with varde's bundled rules only (no SigmaHQ set in a self-contained test): "
+    "discovery (whoami), PowerShell, archiving and EWS collection techniques are not tagged by them")
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,8 @@ def test_hunt_finds_the_intrusion(simulated, hunted, scenario: str) -> None:
         assert not [f for f in report.findings if f.severity in ("high", "critical")]
 
 
-@NEEDS_ANALYSIS
 @pytest.mark.parametrize("scenario", [s for s in scenario_names() if s != "clean-busy"])
-def test_hunt_names_intruders_mailboxes_and_techniques(simulated, hunted, scenario: str) -> None:
+def test_hunt_names_intruders_and_mailboxes(simulated, hunted, scenario: str) -> None:
     truth = simulated(scenario).truth
     report = hunted(scenario)
     addresses = {ip for intruder in report.intruders for ip in intruder.source_ips}
@@ -77,4 +76,11 @@ def test_hunt_names_intruders_mailboxes_and_techniques(simulated, hunted, scenar
         assert set(intruder["source_ips"]) <= addresses
     assert len(report.intruders) == len(truth["intruders"])
     assert {m["mailbox"].lower() for m in truth["mailboxes"]} <= {m.mailbox.lower() for m in report.mailboxes}
+
+
+@BUNDLED_RULES_ONLY
+@pytest.mark.parametrize("scenario", [s for s in scenario_names() if s != "clean-busy"])
+def test_hunt_names_every_technique(simulated, hunted, scenario: str) -> None:
+    truth = simulated(scenario).truth
+    report = hunted(scenario)
     assert {t["id"] for t in truth["techniques"]} <= {t.id for t in report.techniques}
