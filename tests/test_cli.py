@@ -22,7 +22,6 @@ from typer.testing import CliRunner
 
 import varde.cli as cli
 from varde.cli import app
-from varde.demo import write_demo_evidence
 
 VARDE = Path(sys.executable).with_name("varde")
 
@@ -97,7 +96,7 @@ def test_demo_writes_a_report_with_findings(tmp_path: Path) -> None:
 
 
 def test_hunt_with_findings_exits_0(tmp_path: Path) -> None:
-    evidence = write_demo_evidence(tmp_path / "evidence")
+    evidence = builders.write_intrusion_events(tmp_path / "evidence")
     result = invoke("hunt", evidence.parent, "--case", tmp_path / "case", "--workers", "0")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "case" / "report.json").read_text())["findings"]

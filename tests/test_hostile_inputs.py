@@ -16,10 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from builders import jsonl, zip_bytes
+from builders import jsonl, write_intrusion_events, zip_bytes
 from builders import sysmon_event as event
 
-from varde.demo import write_demo_evidence
 from varde.events.store import EventStore
 from varde.ingest import ingest, plan
 from varde.pipeline import HuntOptions, hunt
@@ -271,7 +270,7 @@ def _snapshot(root: Path) -> dict[str, tuple]:
 @pytest.fixture
 def evidence_folder(tmp_path: Path) -> Path:
     root = tmp_path / "evidence"
-    write_demo_evidence(root / "host1")
+    write_intrusion_events(root / "host1")
     (root / "host1" / "unknown.bin").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
     (root / "host2").mkdir()
     (root / "host2" / "triage.zip").write_bytes(

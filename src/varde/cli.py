@@ -117,12 +117,42 @@ def hunt_command(
 def demo_command(
     case: Annotated[Path | None, typer.Option("--case", help="Case folder (default: a temporary one).")] = None,
 ) -> None:
-    """Hunt the built-in demo case (a small ProxyLogon-style intrusion) and show the result."""
-    from varde.demo import write_demo_evidence
+    """Simulate a small ProxyLogon case into a temporary folder, hunt it and show the result."""
+    from varde.demo import simulate_demo
 
     work = Path(tempfile.mkdtemp(prefix="varde-demo-"))
-    evidence = write_demo_evidence(work / "evidence")
-    _run_hunt([evidence.parent], case or work / "case", HuntOptions(), quiet=False)
+    summary = simulate_demo(work / "evidence")
+    out.print(f"Simulated a ProxyLogon case: {summary.files} files, {summary.bytes / 1e6:,.1f} MB in "
+              f"{console_report.safe(summary.out)} (truth.json says what happened)", markup=False)
+    _run_hunt([summary.out], case or work / "case", HuntOptions(), quiet=False)
+
+
+@app.command("simulate")
+def simulate_command(
+    scenario: Annotated[str, typer.Argument(help="A bundled scenario name, or a scenario YAML file.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the evidence tree into (new or empty).")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 1,
+    days: Annotated[int | None, typer.Option(help="Days to simulate (at least the scenario's).", min=1)] = None,
+    users: Annotated[int | None, typer.Option(help="Mailbox users in the organisation.", min=1)] = None,
+    size: Annotated[str | None, typer.Option(help="Keep simulating whole days until this much is written (10GB).")] = None,
+) -> None:
+    """Simulate a scenario's Exchange server evidence, with its ground truth in OUT/truth.json."""
+    from varde.scenario.engine import Settings, parse_size
+    from varde.scenario.library import simulate
+
+    try:
+        size_bytes = parse_size(size) if size else None
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from exc
+    try:
+        summary = simulate(scenario, out_dir, Settings(seed, days, users, size_bytes))
+    except VardeError as exc:
+        raise _fail(exc) from exc
+    verdict = "compromised" if summary.truth["verdict"]["compromised"] else "clean"
+    out.print(f"{console_report.safe(scenario)}: {summary.days} days, {summary.files} files, "
+              f"{summary.bytes / 1e6:,.1f} MB ({verdict}); truth: {console_report.safe(out_dir / 'truth.json')}",
+              markup=False)
 
 
 @app.command("report")
