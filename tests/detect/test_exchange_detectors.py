@@ -269,3 +269,19 @@ def test_proxyshell_powershell_elevation(tmp_path):
                                       ip="198.51.100.1")]})
     assert [h["source_ip"] for h in hits["varde.exchange.proxyshell.powershell"]] == [ATTACKER]
     assert [h["source_ip"] for h in hits["varde.exchange.proxyshell.ssrf"]] == [ATTACKER]
+
+
+def test_ews_collection_after_spraying(tmp_path):
+    failures = [{"ts": f"2020-08-24T10:{n:02d}:00Z", "IpAddress": ATTACKER, "TargetUserName": f"user{n}",
+                 "LogonType": "8"} for n in range(12)]
+    success = [{"ts": "2020-08-24T11:00:00Z", "IpAddress": ATTACKER, "TargetUserName": "CORP\\user3", "LogonType": "8"}]
+    ews = [{"ts": "2020-08-24T11:05:00Z", "SoapAction": action, "HttpStatus": "200", "ClientIpAddress": ip,
+            "AuthenticatedUser": user, "RequestId": "r", "UserAgent": "Microsoft Office/16.0"}
+           for action, ip, user in (("FindItem", ATTACKER, "user3@corp.example"),
+                                    ("GetItem", ATTACKER, "user3@corp.example"),
+                                    ("GetFolder", ATTACKER, "user3@corp.example"),
+                                    ("GetItem", "192.0.2.10", "user3@corp.example"),
+                                    ("GetItem", ATTACKER, "user4@corp.example"))]
+    hits = found(tmp_path, {("Security", 4625): failures, ("Security", 4624): success, ("Exchange EWS", None): ews})
+    assert [h["step"] for h in hits["varde.exchange.auth.ews-collection"]] == ["FindItem", "GetItem"]
+    assert {h["mailbox"] for h in hits["varde.exchange.auth.ews-collection"]} == {"user3@corp.example"}

@@ -3,8 +3,7 @@ the scenario's truth: every log read without a warning; verdict, exploited CVEs,
 intruders (addresses, first times, user agents), first intrusion and mailboxes (access, first
 time, items, bytes) exactly as the truth says.
 
-The hunts use varde's bundled rules and detectors only (a fresh clone has no SigmaHQ checkout),
-so the techniques that only SigmaHQ rules tag are an expected failure (``strict=False``).
+The hunts use varde's bundled rules and detectors only (a fresh clone has no SigmaHQ checkout).
 """
 
 from __future__ import annotations
@@ -12,10 +11,6 @@ from __future__ import annotations
 import pytest
 
 from varde.scenario.library import scenario_names
-
-BUNDLED_RULES_ONLY = pytest.mark.xfail(
-    strict=False, reason="hunted with varde's bundled rules only (no SigmaHQ set in a self-contained test): "
-    "discovery (whoami), PowerShell, archiving and EWS collection techniques are not tagged by them")
 
 
 def test_event_logs_read_without_a_warning(hunted) -> None:
@@ -65,7 +60,6 @@ def test_hunt_names_intruders_and_mailboxes(hunted, scenario: str) -> None:
     assert {m["mailbox"].lower() for m in truth["mailboxes"]} <= {m.mailbox.lower() for m in report.mailboxes}
 
 
-@BUNDLED_RULES_ONLY
 @pytest.mark.parametrize("scenario", [s for s in scenario_names() if s != "clean-busy"])
 def test_hunt_names_every_technique(hunted, scenario: str) -> None:
     summary, report = hunted(scenario)

@@ -31,8 +31,9 @@ _SHELL = ("CVE-2021-34473", "CVE-2021-34523", "CVE-2021-31207")
 _NOTSHELL = ("CVE-2022-41040", "CVE-2022-41082")
 
 
-def _rule(uid: str, title: str, level: str, cves: tuple[str, ...], exploited: bool, description: str) -> DetectorRule:
-    return DetectorRule(uid=uid, title=title, level=level, techniques=("T1190",), cves=cves, exploited=exploited,
+def _rule(uid: str, title: str, level: str, cves: tuple[str, ...], exploited: bool, description: str,
+          techniques: tuple[str, ...] = ("T1190",)) -> DetectorRule:
+    return DetectorRule(uid=uid, title=title, level=level, techniques=techniques, cves=cves, exploited=exploited,
                         description=description, references=_REFS)
 
 
@@ -59,7 +60,8 @@ PROXYSHELL_FAILED = _rule("varde.exchange.proxyshell.ssrf-failed", "ProxyShell S
 NOTSHELL = _rule("varde.exchange.proxynotshell.ssrf", "ProxyNotShell SSRF to remote PowerShell (CVE-2022-41040)",
                  "critical", _NOTSHELL, True,
                  "An authenticated autodiscover.json request was proxied to the back-end PowerShell endpoint "
-                 "and succeeded: the SSRF of CVE-2022-41040, used to reach CVE-2022-41082.")
+                 "and succeeded: the SSRF of CVE-2022-41040, used to reach CVE-2022-41082. It needs a valid "
+                 "account, so the account it ran as is in the intruder's hands.", ("T1190", "T1078"))
 NOTSHELL_FAILED = _rule("varde.exchange.proxynotshell.ssrf-failed", "ProxyNotShell attempt (CVE-2022-41040)",
                         "medium", _NOTSHELL[:1], False,
                         "An authenticated autodiscover.json request aimed at remote PowerShell was refused.")

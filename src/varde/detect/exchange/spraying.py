@@ -41,6 +41,22 @@ SPRAY_SUCCESS = DetectorRule(
     description="After failing for many accounts, the source logged in successfully as one of them: the "
     "account's password is known to the intruder.")
 
+MAIL_COLLECTION = DetectorRule(
+    uid="varde.exchange.auth.ews-collection", title="Mail read through EWS by an account taken over by spraying",
+    level="high", techniques=("T1114.002",), references=_REFS,
+    description="After the spraying source logged in as an account, the same source read that account's mail "
+    "through EWS (FindItem, GetItem, ExportItems ...): remote email collection, as in the 2020 attack on the "
+    "Norwegian parliament.")
+
+#: EWS operations that read mail.
+EWS_READS = ("FindItem", "GetItem", "ExportItems", "SyncFolderItems", "GetAttachment")
+
+
+def account(column: str) -> str:
+    """SQL: the account name of ``column`` without its domain (``DOM\\user``, ``user@dom``), lower case,
+    so that Security events, IIS and EWS logs name one account the same way."""
+    return f"lower(regexp_replace(regexp_replace({column}, '^.*\\\\', ''), '@.*$', ''))"
+
 
 def _attempts(store: EventStore) -> str | None:
     """SQL of authentication attempts: key, ts, source_ip, account, ok."""
@@ -48,12 +64,12 @@ def _attempts(store: EventStore) -> str | None:
     for event_id, ok in ((4625, "false"), (4624, "true")):
         source = store.select("Security", ("IpAddress", "TargetUserName", "LogonType"), (event_id,))
         if source is not None:
-            parts.append(f"""SELECT key, ts, IpAddress AS source_ip, lower(TargetUserName) AS account, {ok} AS ok
+            parts.append(f"""SELECT key, ts, IpAddress AS source_ip, {account('TargetUserName')} AS account, {ok} AS ok
                 FROM {source} WHERE LogonType IN ('8', '3') AND IpAddress NOT IN ('-', '::1', '127.0.0.1', '')""")
     web = requests(store)
     if web is not None:
         endpoint = " OR ".join(f"lower(uri) LIKE '{e}%'" for e in ENDPOINTS)
-        parts.append(f"""SELECT key, ts, source_ip, lower("user") AS account,
+        parts.append(f"""SELECT key, ts, source_ip, {account('"user"')} AS account,
             CASE WHEN status = '401' THEN false WHEN {status_ok('status')} THEN true END AS ok
             FROM {web} WHERE "user" IS NOT NULL AND ({endpoint}) AND (status = '401' OR {status_ok('status')})""")
     return "(" + " UNION ALL ".join(parts) + ")" if parts else None
@@ -63,7 +79,7 @@ class Spraying:
     """Spraying, brute force, and logins that follow them."""
 
     name = "spraying"
-    rules = (SPRAY, BRUTE, SPRAY_SUCCESS)
+    rules = (SPRAY, BRUTE, SPRAY_SUCCESS, MAIL_COLLECTION)
 
     def run(self, store: EventStore) -> Iterator[Hit]:
         attempts = _attempts(store)
@@ -81,3 +97,16 @@ class Spraying:
                 SELECT source_ip, account, min(ts) AS since FROM a JOIN sprayers USING (source_ip) WHERE NOT ok GROUP BY 1, 2)
             SELECT a.key, a.source_ip, a.account AS "user", 'success' AS status
             FROM a JOIN first_fail f USING (source_ip, account) WHERE a.ok AND a.ts >= f.since""")
+        ews = store.select("Exchange EWS", ("SoapAction", "HttpStatus", "ClientIpAddress", "AuthenticatedUser",
+                                            "ImpersonatedUser", "RequestId", "UserAgent"))
+        if ews is None:
+            return
+        reads = ", ".join(f"'{r.lower()}'" for r in EWS_READS)
+        yield from hits(store, MAIL_COLLECTION, f"""{base}, taken AS (
+                SELECT a.source_ip, a.account, min(a.ts) AS since FROM a JOIN sprayers USING (source_ip) WHERE a.ok
+                AND a.ts >= (SELECT min(ts) FROM a f WHERE NOT f.ok AND f.source_ip = a.source_ip) GROUP BY 1, 2)
+            SELECT e.key, e.ClientIpAddress AS source_ip, e.AuthenticatedUser AS "user", e.UserAgent AS user_agent,
+                e.RequestId AS request_id, coalesce(nullif(e.ImpersonatedUser, ''), e.AuthenticatedUser) AS mailbox,
+                e.SoapAction AS step, e.HttpStatus AS status
+            FROM {ews} e JOIN taken t ON t.source_ip = e.ClientIpAddress AND t.account = {account('e.AuthenticatedUser')}
+            WHERE lower(e.SoapAction) IN ({reads}) AND e.HttpStatus = '200' AND e.ts >= t.since""")
