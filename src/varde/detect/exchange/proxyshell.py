@@ -83,6 +83,7 @@ _TARGETS = ("(uri_decoded ILIKE '%/powershell%' OR uri_decoded ILIKE '%/mapi/nsp
             "OR uri_decoded ILIKE '%autodiscover.json?@%')")
 #: A file path in a web folder or with a script page's extension (RE2).
 _WEB_PATH = r"(?i)(\.(aspx|ashx|asmx|asp)$|\\inetpub\\|\\FrontEnd\\HttpProxy\\|\\aspnet_client\\)"
+_POWERSHELL_CAT = "uri_decoded ILIKE '%/powershell%' AND uri_decoded ILIKE '%X-Rps-CAT=%'"
 _NOTSHELL_TARGET = "(uri_decoded ILIKE '%powershell%' AND uri_decoded LIKE '%@%')"
 
 
@@ -99,8 +100,7 @@ class ProxyShell:
             shell = f"{_AUTODISCOVER} AND {_TARGETS} AND \"user\" IS NULL"
             notshell = f"{_AUTODISCOVER} AND {_NOTSHELL_TARGET} AND \"user\" IS NOT NULL"
             for rule, where in ((PROXYSHELL, f"{shell} AND {ok}"),
-                                (PROXYSHELL_POWERSHELL, f"{shell} AND {ok} AND uri_decoded ILIKE '%/powershell%'"
-                                                        " AND uri_decoded ILIKE '%X-Rps-CAT=%'"),
+                                (PROXYSHELL_POWERSHELL, f"{shell} AND {ok} AND {_POWERSHELL_CAT}"),
                                 (PROXYSHELL_FAILED, f"{shell} AND NOT coalesce({ok}, false)"),
                                 (NOTSHELL, f"{notshell} AND {ok}"),
                                 (NOTSHELL_FAILED, f"{notshell} AND NOT coalesce({ok}, false)")):
