@@ -210,9 +210,7 @@ class EventStore:
         common = ", ".join(COMMON_COLUMNS)
         selects = []
         for partition in sorted(self.partitions.values(), key=lambda p: p.id):
-            pairs = ", ".join(f"{sql_literal(n)}, {quote(c)}" for n, c in sorted(partition.columns.items()))
-            fields = f"json_object({pairs})" if pairs else "json_object()"
-            selects.append(f"SELECT {common}, {fields} AS fields FROM {quote(partition.table)}")
+            selects.append(f"SELECT {common}, {_fields_json(partition)} AS fields FROM {quote(partition.table)}")
         if not selects:
             nulls = ", ".join(f"NULL::{t} AS {n}" for n, t in zip(COMMON_COLUMNS, _common_types(), strict=True))
             selects.append(f"SELECT {nulls}, NULL::JSON AS fields WHERE false")
@@ -283,6 +281,31 @@ class EventStore:
             selects.append(f"SELECT {', '.join((*COMMON_COLUMNS, *columns))} FROM {quote(partition.table)}")
         return "(" + " UNION ALL ".join(selects) + ")" if selects else None
 
+    def fields_text(self, wanted: Sequence[tuple[int, str]]) -> dict[tuple[int, str], str]:
+        """The own fields, as JSON text, of the events at (evidence id, locator) ``wanted``.
+
+        Each partition is joined with the wanted list before its fields are turned into JSON, so
+        the cost follows the events asked for, not the size of the case (a filter on the ``events``
+        view builds the JSON of every event first).
+        """
+        if not wanted or not self.partitions:
+            return {}
+        pairs = sorted(set(wanted))
+        table = pa.table({"evidence": pa.array([e for e, _ in pairs], pa.int32()),
+                          "locator": pa.array([loc for _, loc in pairs], pa.string())})
+        out: dict[tuple[int, str], str] = {}
+        self.con.register("_wanted", table)
+        try:  # one partition at a time: a union of hundreds of joins does not fit DuckDB's memory limit
+            for partition in sorted(self.partitions.values(), key=lambda p: p.id):
+                rows = self.query(
+                    f"SELECT t.evidence, t.locator, {_fields_json(partition, 't.')}::VARCHAR "
+                    f"FROM {quote(partition.table)} t SEMI JOIN _wanted w "
+                    "ON t.evidence = w.evidence AND t.locator = w.locator")
+                out.update({(int(e), loc): text for e, loc, text in rows if text is not None})
+        finally:
+            self.con.unregister("_wanted")
+        return out
+
     def materialise(self, name: str, sql: str) -> str:
         """A temporary table ``name`` holding the rows of ``sql``, made once while the events stay
         as they are, for a derived relation that many queries read (the web requests of all logs,
@@ -298,6 +321,12 @@ class EventStore:
             int(self.con.execute(f"SELECT count(*) FROM {quote(p.table)}").fetchall()[0][0])
             for p in self.partitions.values()
         )
+
+
+def _fields_json(partition: Partition, prefix: str = "") -> str:
+    """SQL: a partition's own fields as one JSON object (``prefix``: the table alias and a dot)."""
+    pairs = ", ".join(f"{sql_literal(n)}, {prefix}{quote(c)}" for n, c in sorted(partition.columns.items()))
+    return f"json_object({pairs})" if pairs else "json_object()"
 
 
 def _common_types() -> list[str]:

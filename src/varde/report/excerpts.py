@@ -12,31 +12,21 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from varde.events.store import EventStore, sql_literal
+from varde.events.store import EventStore
 from varde.report.document import EvidenceRef, Report
 
 MAX_TEXT = 2000
 
 
 def _texts(store: EventStore, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """Event fields by (path, locator). Filters are literal lists so each partition scan is pruned
-    (a join with the references would read every partition of the ``events`` view whole)."""
+    """Event fields by (path, locator), cut at :data:`MAX_TEXT` characters."""
     if not refs:
         return {}
     ids = {path: number for number, path in store.query("SELECT id, path FROM evidence")}
-    wanted = {(ids[p], loc) for p, loc in refs if p in ids}
-    if not wanted:
-        return {}
     paths = {number: path for path, number in ids.items()}
-    evidence = ", ".join(str(n) for n in sorted({n for n, _ in wanted}))
-    locators = ", ".join(sql_literal(loc) for loc in sorted({loc for _, loc in wanted}))
-    rows = store.query(f"SELECT evidence, locator, fields::VARCHAR FROM events "
-                       f"WHERE evidence IN ({evidence}) AND locator IN ({locators})")
-    out = {}
-    for number, locator, text in rows:
-        if (number, locator) in wanted and text is not None:
-            out[(paths[number], locator)] = text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
-    return out
+    found = store.fields_text([(ids[p], loc) for p, loc in refs if p in ids])
+    return {(paths[number], locator): text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
+            for (number, locator), text in found.items()}
 
 
 def _fill(value: Any, texts: dict[tuple[str, str], str]) -> Any:
