@@ -310,3 +310,14 @@ def test_hostile_missing_path_in_error_message(tmp_path: Path) -> None:
     assert result.exit_code == 2
     _assert_terminal_safe(result.stderr)
     assert "\\u001b" in result.stderr
+
+
+def test_an_internal_error_is_one_line_and_exit_1(tmp_path: Path, benign: Path, monkeypatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Out of Memory Error: failed to pin block\n\x1b[31mred")
+
+    monkeypatch.setattr(cli, "hunt", broken)
+    result = invoke("hunt", benign, "--case", tmp_path / "case", "--workers", "0")
+    assert result.exit_code == 1
+    line = one_line_error(result.stderr)
+    assert "internal error, the hunt stopped: RuntimeError: Out of Memory Error" in line and "\x1b" not in line

@@ -82,6 +82,11 @@ def _run_hunt(evidence: list[Path], case: Path, options: HuntOptions, quiet: boo
             result = hunt(evidence, case, options, progress)
     except VardeError as exc:
         raise _fail(exc) from exc
+    except Exception as exc:  # noqa: BLE001 - the command line's last resort: one line, details in the log
+        logging.getLogger("varde").debug("hunt failed", exc_info=True)
+        _error(f"internal error, the hunt stopped: {type(exc).__name__}: {exc} "
+               "(VARDE_LOG=DEBUG shows the traceback; the case folder keeps what was read)")
+        raise typer.Exit(1) from exc
     if not quiet:
         console_report.render(result.report, out)
         out.print(f"Report: {console_report.safe(result.case.report_path)}", markup=False)
