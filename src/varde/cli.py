@@ -82,7 +82,7 @@ def _run_hunt(evidence: list[Path], case: Path, options: HuntOptions, quiet: boo
             result = hunt(evidence, case, options, progress)
     except VardeError as exc:
         raise _fail(exc) from exc
-    except Exception as exc:  # noqa: BLE001 - the command line's last resort: one line, details in the log
+    except Exception as exc:  # the command line's last resort: one line, details in the log
         logging.getLogger("varde").debug("hunt failed", exc_info=True)
         _error(f"internal error, the hunt stopped: {type(exc).__name__}: {exc} "
                "(VARDE_LOG=DEBUG shows the traceback; the case folder keeps what was read)")
