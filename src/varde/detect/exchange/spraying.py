@@ -88,25 +88,25 @@ class Spraying:
         base = f"""WITH a AS (SELECT * FROM {attempts} WHERE source_ip IS NOT NULL AND account IS NOT NULL),
             sprayers AS (SELECT source_ip FROM a WHERE NOT ok GROUP BY 1
                          HAVING count(DISTINCT account) >= {SPRAY_ACCOUNTS}),
-            brute AS (SELECT source_ip, account FROM a WHERE NOT ok GROUP BY 1, 2 HAVING count(*) >= {BRUTE_FAILURES}),
-            first_fail AS (SELECT source_ip, account, min(ts) AS since FROM a JOIN sprayers USING (source_ip)
-                           WHERE NOT ok GROUP BY 1, 2),
-            taken AS (SELECT a.* FROM a JOIN first_fail f USING (source_ip, account) WHERE a.ok AND a.ts >= f.since)"""
+            brute AS (SELECT source_ip, account FROM a WHERE NOT ok GROUP BY 1, 2 HAVING count(*) >= {BRUTE_FAILURES})"""
         yield from hits(store, SPRAY, f"""{base} SELECT key, source_ip, account AS "user", 'failed' AS status
             FROM a JOIN sprayers USING (source_ip) WHERE NOT ok""")
         yield from hits(store, BRUTE, f"""{base} SELECT key, source_ip, account AS "user", 'failed' AS status
             FROM a JOIN brute USING (source_ip, account) WHERE NOT ok""")
-        yield from hits(store, SPRAY_SUCCESS, f"""{base}
-            SELECT key, source_ip, account AS "user", 'success' AS status FROM taken""")
+        yield from hits(store, SPRAY_SUCCESS, f"""{base}, first_fail AS (
+                SELECT source_ip, account, min(ts) AS since FROM a JOIN sprayers USING (source_ip) WHERE NOT ok GROUP BY 1, 2)
+            SELECT a.key, a.source_ip, a.account AS "user", 'success' AS status
+            FROM a JOIN first_fail f USING (source_ip, account) WHERE a.ok AND a.ts >= f.since""")
         ews = store.select("Exchange EWS", ("SoapAction", "HttpStatus", "ClientIpAddress", "AuthenticatedUser",
                                             "ImpersonatedUser", "RequestId", "UserAgent"))
         if ews is None:
             return
         reads = ", ".join(f"'{r.lower()}'" for r in EWS_READS)
-        yield from hits(store, MAIL_COLLECTION, f"""{base}, since AS (
-                SELECT source_ip, account, min(ts) AS since FROM taken GROUP BY 1, 2)
+        yield from hits(store, MAIL_COLLECTION, f"""{base}, taken AS (
+                SELECT a.source_ip, a.account, min(a.ts) AS since FROM a JOIN sprayers USING (source_ip) WHERE a.ok
+                AND a.ts >= (SELECT min(ts) FROM a f WHERE NOT f.ok AND f.source_ip = a.source_ip) GROUP BY 1, 2)
             SELECT e.key, e.ClientIpAddress AS source_ip, e.AuthenticatedUser AS "user", e.UserAgent AS user_agent,
                 e.RequestId AS request_id, coalesce(nullif(e.ImpersonatedUser, ''), e.AuthenticatedUser) AS mailbox,
                 e.SoapAction AS step, e.HttpStatus AS status
-            FROM {ews} e JOIN since t ON t.source_ip = e.ClientIpAddress AND t.account = {account('e.AuthenticatedUser')}
+            FROM {ews} e JOIN taken t ON t.source_ip = e.ClientIpAddress AND t.account = {account('e.AuthenticatedUser')}
             WHERE lower(e.SoapAction) IN ({reads}) AND e.HttpStatus = '200' AND e.ts >= t.since""")
