@@ -18,9 +18,12 @@ import pyarrow.compute as pc
 from varde.events.schema import COMMON_SCHEMA, event_key
 from varde.sources.filetimes import FileTimes
 
-#: How many events one Arrow batch holds: large enough to amortise the store's per-batch cost,
-#: small enough that a worker's memory stays flat.
+#: How many events of one partition make an Arrow batch: large enough to amortise the per-batch
+#: costs (building, encoding, sending, spooling, decoding), small enough that memory stays flat.
 BATCH_EVENTS = 8_192
+#: How many events a reader holds over all its partitions before it hands them all on: bounds a
+#: worker's memory when events spread over hundreds of small partitions.
+PENDING_EVENTS = 32_768
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
@@ -162,17 +165,19 @@ class _Partition:
         self.rows: list[dict[str, str | None]] = []
         self.names: set[str] = set()
 
-    def add(self, common: tuple[object, ...], fields: dict[str, str | None]) -> None:
+    def add(self, common: tuple[object, ...], fields: dict[str, str | None]) -> int:
+        """Add one event; returns how many the partition now holds."""
         self.common.append(common)
         self.rows.append(fields)
         self.names.update(fields)
+        return len(self.rows)
 
     def batch(self) -> pa.RecordBatch:
         arrays = [pa.array(values, type=f.type) for values, f in zip(zip(*self.common, strict=True), COMMON_SCHEMA, strict=True)]
         names = sorted(self.names)
-        if names:
-            own = pa.RecordBatch.from_pylist(self.rows, schema=pa.schema([(n, pa.string()) for n in names]))
-            arrays.extend(own.columns)
+        if names:  # one struct array from the dicts, split into its columns: cheaper than from_pylist
+            own = pa.array(self.rows, type=pa.struct([(n, pa.string()) for n in names]))
+            arrays.extend(own.flatten())
         return pa.RecordBatch.from_arrays(arrays, names=[*COMMON_SCHEMA.names, *names])
 
 
@@ -180,7 +185,10 @@ class ReadContext:
     """Collects a reader's events into Arrow batches per partition, and its warnings.
 
     ``sink`` receives each :class:`PartitionBatch` and each :class:`ReadWarning` as soon as it
-    exists, so a reader that dies half-way has already delivered what it read.
+    exists, so a reader that dies half-way has already delivered what it read. A partition is
+    handed on when it holds ``batch_events`` events; all of them are when ``pending_events`` are
+    held in all, so a batch is seldom small (every batch costs a fixed price down the line) and
+    memory stays bounded however many partitions there are.
     """
 
     def __init__(
@@ -191,6 +199,7 @@ class ReadContext:
         limits: ArchiveLimits | None = None,
         batch_events: int = BATCH_EVENTS,
         part: Part | None = None,
+        pending_events: int = PENDING_EVENTS,
     ) -> None:
         self.evidence_id = evidence_id
         self.part = part
@@ -200,6 +209,7 @@ class ReadContext:
         self.skipped = 0
         self._sink = sink
         self._batch_events = batch_events
+        self._pending_events = max(batch_events, pending_events)
         self._pending = 0
         self._partitions: dict[tuple[str | None, int | None], _Partition] = {}
 
@@ -230,10 +240,14 @@ class ReadContext:
         if partition is None:
             partition = self._partitions[(channel, event_id)] = _Partition()
         key = event_key(self.evidence_id, self.records if position is None else position)
-        partition.add((key, self.evidence_id, locator, ts_us, host, channel, provider, event_id, record_id), fields)
+        held = partition.add((key, self.evidence_id, locator, ts_us, host, channel, provider, event_id, record_id), fields)
         self.records += 1
         self._pending += 1
-        if self._pending >= self._batch_events:
+        if held >= self._batch_events:
+            del self._partitions[(channel, event_id)]
+            self._pending -= held
+            self._sink(PartitionBatch.encode((channel, event_id), partition.batch()))
+        elif self._pending >= self._pending_events:
             self.flush()
 
     def table(
