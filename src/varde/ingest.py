@@ -47,6 +47,13 @@ PART_BYTES = 64 << 20
 #: holds in memory).
 LOAD_ROWS = 32_768
 
+#: Most loads, and events, a loader thread commits in one transaction. Loads queued together
+#: (the many small partitions when reading ends) share one: every commit syncs DuckDB's
+#: write-ahead log to disk, which costs more than the insert of a small partition, while every
+#: table written in a transaction holds its own buffers until the commit.
+TRANSACTION_LOADS = 16
+TRANSACTION_ROWS = 65_536
+
 
 class Spool:
     """Partition batches on disk, loaded into the store by loader threads while reading goes on.
@@ -58,7 +65,8 @@ class Spool:
     thread, which inserts it in one statement on its own connection while the parent goes on
     draining the workers. The many small partitions are loaded when reading ends, when the
     cores are free: LOADERS threads, each partition always on the same one (so its loads keep
-    their order). Memory: LOADERS loads at a time.
+    their order), each committing the loads it finds queued together in one transaction (see
+    TRANSACTION_LOADS). Memory: LOADERS transactions at a time.
     """
 
     LOADERS = 2
@@ -68,7 +76,7 @@ class Spool:
         self.store = store
         self._files: dict[tuple[str | None, int | None], tuple[Path, int]] = {}  # key -> (file, events)
         self._made = 0
-        self._jobs: list[queue.Queue[tuple[tuple[str | None, int | None], Path] | None]] = [
+        self._jobs: list[queue.Queue[_Job | None]] = [
             queue.Queue() for _ in range(self.LOADERS)
         ]
         self._failure: BaseException | None = None
@@ -96,15 +104,15 @@ class Spool:
             out.write(batch.data)
         rows += batch.rows
         if rows >= LOAD_ROWS:
-            self._queue(batch.key).put((batch.key, path))
+            self._queue(batch.key).put((batch.key, path, rows))
             self._files.pop(batch.key, None)
         else:
             self._files[batch.key] = (path, rows)
 
     def finish(self) -> None:
         """Load what is left, wait for the loaders, and raise what they met."""
-        for key, (path, _) in sorted(self._files.items(), key=lambda kv: kv[1][0].name):
-            self._queue(key).put((key, path))
+        for key, (path, rows) in sorted(self._files.items(), key=lambda kv: kv[1][0].name):
+            self._queue(key).put((key, path, rows))
         self._files.clear()
         for jobs in self._jobs:
             jobs.put(None)
@@ -116,11 +124,15 @@ class Spool:
     def _load_all(self, jobs: queue.Queue) -> None:
         con = self.store.con.cursor()
         try:
-            while (job := jobs.get()) is not None:
-                if self._failure is None:
-                    key, path = job
+            while burst := _burst(jobs):
+                if self._failure is not None:
+                    continue
+                con.begin()
+                for key, path, _ in burst:
                     tables = list(_frames(path))
                     self.store.append(key, pa.concat_tables(tables, promote_options="default"), con)
+                con.commit()
+                for _, path, _ in burst:
                     path.unlink()
         except BaseException as exc:  # reported by finish(), in the parent's thread
             self._failure = exc
@@ -128,6 +140,31 @@ class Spool:
                 pass
         finally:
             con.close()
+
+
+#: A load job: partition, spool file, events in it.
+_Job = tuple[tuple[str | None, int | None], Path, int]
+
+
+def _burst(jobs: queue.Queue) -> list[_Job]:
+    """The next load job (waited for) and the ones queued behind it, up to TRANSACTION_LOADS
+    loads or TRANSACTION_ROWS events; empty at the end marker (None), which stays queued when
+    it comes after some jobs."""
+    burst: list[_Job] = []
+    rows = 0
+    job = jobs.get()
+    while job is not None:
+        burst.append(job)
+        rows += job[2]
+        if len(burst) >= TRANSACTION_LOADS or rows >= TRANSACTION_ROWS:
+            return burst
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            return burst
+    if burst:
+        jobs.put(None)
+    return burst
 
 
 def _frames(path: Path) -> Iterator[pa.Table]:

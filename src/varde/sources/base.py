@@ -23,7 +23,7 @@ from varde.sources.filetimes import FileTimes
 BATCH_EVENTS = 8_192
 #: How many events a reader holds over all its partitions before it hands them all on: bounds a
 #: worker's memory when events spread over hundreds of small partitions.
-PENDING_EVENTS = 32_768
+PENDING_EVENTS = 16_384
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)

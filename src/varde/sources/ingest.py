@@ -132,10 +132,6 @@ class WorkerPool:
 
     def __init__(self, scratch: Path, limits: ArchiveLimits, workers: int, stall: float = STALL_SECONDS) -> None:
         self._ctx = multiprocessing.get_context("forkserver")
-        # The fork server imports these once and forks each worker from itself, so a worker
-        # (also one replacing a crashed worker) starts with the readers and the EVTX parser
-        # loaded; multiprocessing's default preloads only the main module.
-        self._ctx.set_forkserver_preload(["__main__", "varde.sources.ingest", "varde.sources", "evtx"])
         self._scratch = scratch
         self._limits = limits
         self._size = max(1, workers)
