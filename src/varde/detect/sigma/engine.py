@@ -195,7 +195,14 @@ class SigmaEngine:
     def run(self, on_group: Callable[[Group, int], None] | None = None) -> EngineResult:
         """Run every rule on every group it applies to."""
         groups = list_groups(self.store)
-        work = [(g, self.plan(g)) for g in groups]
+        # a channel of one partition (a web log) reads its text once, for its keyword and field rules alike
+        texts, alone = [], {}
+        for members, plan in self.text_plans(groups):
+            if len(members) == 1:
+                alone[members[0].table] = plan
+            else:
+                texts.append((members, plan))
+        work = [(g, self.plan(g) + alone.get(g.table, [])) for g in groups]
         work.sort(key=lambda item: -len(item[1]) * (1 + item[0].events // 10_000))  # biggest first
         cursors: list[duckdb.DuckDBPyConnection] = []
 
@@ -217,7 +224,7 @@ class SigmaEngine:
 
         try:
             with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="sigma") as pool:
-                futures = [pool.submit(run_text, m, p) for m, p in self.text_plans(groups)]
+                futures = [pool.submit(run_text, m, p) for m, p in texts]
                 futures += [pool.submit(run_one, g, p) for g, p in work]
                 for future in futures:
                     future.result()
