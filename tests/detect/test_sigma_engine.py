@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from builders import store_with
+
 from varde.detect.sigma.engine import SMALL_GROUP_ROWS, SigmaEngine, runnable_rules
 from varde.detect.sigma.rules import load_ruleset
 
