@@ -9,12 +9,14 @@ into Rich ``Text`` objects (never parsed as markup).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from varde.report.document import Report
+if TYPE_CHECKING:  # only annotations: the command line imports this module for safe() alone
+    from varde.report.document import Report
 
 #: Findings listed in the terminal; the report has them all.
 MAX_ROWS = 30
