@@ -43,7 +43,7 @@ def render(report: Report, console: Console) -> None:
     console.print(Text("varde hunt", style="bold"), _t(f"({case.tool_version})", "dim"))
     console.print(
         _t(f"{len(case.evidence)} inputs, {records} records read, {skipped} skipped, "
-           f"{unread} not recognised, {len(report.warnings)} warnings")
+           f"{unread} other files (no log format: hashed and scanned), {len(report.warnings)} warnings")
     )
     rules = Table(title="Rule sets", title_justify="left", show_edge=False)
     for name in ("source", "rules", "errors", "skipped", "not applicable"):
