@@ -1,12 +1,15 @@
-"""The report's web shell list: YARA-matched files with their hash, and shells named by requests."""
+"""The report's web shell list: YARA-matched files with their hash, and shells named by requests,
+one entry per shell."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
+import pytest
 from exchange_files import CHOPPER_ASPX, OWA_AUTH, write
 
+from varde.analysis.webshells import served_url
 from varde.pipeline import HuntOptions, hunt
 
 IIS_LOG = """#Software: Microsoft Internet Information Services 10.0
@@ -22,10 +25,24 @@ def test_shell_file_and_its_requests(tmp_path: Path) -> None:
     shell = write(evidence, f"{OWA_AUTH}/shell.aspx", CHOPPER_ASPX)
     write(evidence, "C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log", IIS_LOG.encode())
     report = hunt([evidence], tmp_path / "case", HuntOptions(workers=0)).report
-    by_path = {w.path: w for w in report.webshells}
-    [on_disk] = [w for p, w in by_path.items() if p.endswith("shell.aspx") and p != "/owa/auth/shell.aspx"]
-    assert on_disk.sha256 == hashlib.sha256(CHOPPER_ASPX).hexdigest() and on_disk.finding_ids
-    requested = by_path["/owa/auth/shell.aspx"]
-    assert requested.finding_ids and requested.first_seen is not None
-    assert requested.sha256 == on_disk.sha256  # the requested page is the file on disk
+    [entry] = report.webshells  # the requested page is the file on disk: one shell
+    assert entry.sha256 == hashlib.sha256(CHOPPER_ASPX).hexdigest()
+    assert entry.path == str(shell) and entry.files == [str(shell)] and entry.url == "/owa/auth/shell.aspx"
+    detectors = {f.id: f.detector for f in report.findings}
+    assert {detectors[i] for i in entry.finding_ids} == {"yara", "exchange"}
+    assert entry.first_seen is not None
     assert shell.exists()
+
+
+@pytest.mark.parametrize(("path", "url"), [
+    ("C:\\Program Files\\Microsoft\\Exchange Server\\V15\\FrontEnd\\HttpProxy\\owa\\auth\\x.aspx", "/owa/auth/x.aspx"),
+    ("\\\\127.0.0.1\\c$\\Program Files\\Microsoft\\Exchange Server\\V15\\ClientAccess\\Owa\\auth\\x.aspx",
+     "/owa/auth/x.aspx"),
+    ("C:\\inetpub\\wwwroot\\aspnet_client\\system_web\\y.aspx", "/aspnet_client/system_web/y.aspx"),
+    ("/cases/42/EXCH01/aspnet_client/y.aspx", "/aspnet_client/y.aspx"),
+    ("C:\\inetpub\\wwwroot\\z.aspx", "/z.aspx"),
+    ("C:\\Windows\\Microsoft.NET\\Framework64\\v4.0.30319\\Temporary ASP.NET Files\\owa\\x.aspx", None),
+    ("C:\\Users\\admin\\x.aspx", None),
+])
+def test_a_file_is_matched_by_the_url_it_is_served_at(path: str, url: str | None) -> None:
+    assert served_url(path) == url

@@ -8,6 +8,9 @@ front end, and a client address equal to the server's own (``s-ip``) or a loopba
 server itself: such hits keep the address as ``relay`` but have no source, so they never make the
 server an intruder. Every hit knows the finding it belongs to (findings are per rule and host), so
 intruders, the timeline and mailbox impact all point back to findings and their evidence.
+
+A hit's host is the canonical one of the case's host identity (:mod:`varde.analysis.hosts`), and
+the findings are regrouped to match: one finding per rule and canonical host.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from varde.analysis.hosts import HostIdentity, regroup
 from varde.events.store import EventStore
 from varde.report.document import Finding
 
@@ -39,6 +43,7 @@ class Hit:
     path: str  # evidence file
     locator: str
     attrs: dict[str, str] = field(default_factory=dict)
+    logged_host: str | None = None  # the host as the event names it, when ``host`` is another name
 
     @property
     def source_ip(self) -> str | None:
@@ -59,8 +64,11 @@ def account_key(name: str) -> str:
     return name.rsplit("\\", 1)[-1].split("@", 1)[0].strip().lower()
 
 
-def load_hits(store: EventStore, findings: Sequence[Finding]) -> list[Hit]:
-    """Every matched event of ``findings``, ordered by time then event key (deterministic)."""
+def load_hits(store: EventStore, findings: Sequence[Finding],
+              identity: HostIdentity | None = None) -> tuple[list[Finding], list[Hit]]:
+    """Every matched event of ``findings``, ordered by time then event key (deterministic), with
+    its canonical host (``identity``); and the findings regrouped by canonical host."""
+    identity = identity or HostIdentity()
     by_rule = {(f.detector, f.rule_id, f.host): f for f in findings}
     address = "coalesce(" + ", ".join(f"nullif(e.fields->>{_json_path(n)}, '-')" for n in _ADDRESS_FIELDS) + ")"
     agent = "coalesce(" + ", ".join(f"nullif(e.fields->>{_json_path(n)}, '-')" for n in _AGENT_FIELDS) + ")"
@@ -83,8 +91,10 @@ def load_hits(store: EventStore, findings: Sequence[Finding]) -> list[Hit]:
         values = {k: str(v) for k, v in (json.loads(attrs) if attrs else {}).items() if v not in (None, "")}
         if relayed(values.get("source_ip"), server, port):
             values["relay"] = values.pop("source_ip")
-        out.append(Hit(finding, int(key), utc(ts), host, path, locator, values))
-    return out
+        canonical = identity.of(host, path)
+        logged = host if host is not None and host != canonical else None
+        out.append(Hit(finding, int(key), utc(ts), canonical, path, locator, values, logged))
+    return regroup(findings, out)
 
 
 def _json_path(name: str) -> str:

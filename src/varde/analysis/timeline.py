@@ -75,7 +75,7 @@ def _step(burst: _Burst) -> Step:
         intruder=burst.intruder,
         source_ip=first.source_ip,
         detail=detail,
-        evidence=[EvidenceRef(path=h.path, locator=h.locator) for h in burst.hits[:STEP_EVIDENCE]],
+        evidence=[EvidenceRef(path=h.path, locator=h.locator, host=h.logged_host) for h in burst.hits[:STEP_EVIDENCE]],
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from varde import __version__
-from varde.analysis import footprint
+from varde.analysis import footprint, hosts
 from varde.analysis import intruders as intruder_analysis
 from varde.analysis import timeline as timeline_analysis
 from varde.analysis.attack import default_index
@@ -111,8 +111,10 @@ def build_report(
     """The report document for the case as it stands; ``victim_country`` (ISO 3166 alpha-2) and
     ``as_of`` (attribute with only what ATT&CK knew then) are for the attribution."""
     events = store.event_count()
+    identity = hosts.identify(store)
+    findings, hits = load_hits(store, [hosts.place(f, identity) if f.detector == "yara" else f for f in findings],
+                               identity)
     vulns = vulnerabilities(findings)
-    hits = load_hits(store, findings)
     clustering = intruder_analysis.cluster(hits)
     intruders = intruder_analysis.entries(clustering, footprint.extend(store, clustering))
     steps = timeline_analysis.timeline(hits, clustering)
@@ -123,7 +125,7 @@ def build_report(
         steps = steps[:timeline_analysis.MAX_STEPS]
     first = timeline_analysis.first_intrusion(hits, clustering)
     mailboxes = mailbox_impact(store, hits, clustering)
-    shells = webshells(store, findings)
+    shells = webshells(store, findings, hits, identity)
     scanners = intruder_analysis.scanners(clustering)
     techniques = timeline_analysis.techniques(steps, hits, clustering)
     return Report(
