@@ -22,25 +22,17 @@ spelling (``EvidenceRef.host``).
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import re
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from varde.detect.sigma.findings import MAX_EVIDENCE, sort_findings
+from varde.analysis.hits import event_columns
 from varde.events.store import EventStore
-from varde.report.document import EvidenceRef, Finding
-
-if TYPE_CHECKING:
-    from varde.analysis.hits import Hit
+from varde.report.document import Finding
 
 _NO_HOST = ("", "-")
-#: Ids of findings regrouped by host: uuid5 of (detector, rule, canonical host) in this namespace.
-_NAMESPACE = uuid.UUID("3c5d8e1a-7b2f-4e60-8d19-7661726465f3")
 
 
 def named(host: str | None) -> bool:
@@ -64,8 +56,9 @@ class HostIdentity:
 
 def identify(store: EventStore) -> HostIdentity:
     """The host identity of the case in ``store``."""
-    rows = store.query("SELECT v.path, e.host, count(*) FROM events e JOIN evidence v ON v.id = e.evidence "
-                       "GROUP BY ALL")
+    events = event_columns(store, ())
+    rows = store.query(f"SELECT v.path, e.host, count(*) FROM {events} e JOIN evidence v ON v.id = e.evidence "
+                       "GROUP BY ALL") if events else []
     paths = [path for (path,) in store.query("SELECT path FROM evidence ORDER BY id")]
     spellings: Counter[str] = Counter()
     for _, host, count in rows:
@@ -132,53 +125,6 @@ def file_hosts(paths: Iterable[str], logged: Mapping[str, set[str]], folders: Ma
         if len(hosts) == 1:
             out[path] = hosts.pop()
     return out
-
-
-def regroup(findings: Sequence[Finding], hits: Sequence[Hit]) -> tuple[list[Finding], list[Hit]]:
-    """Findings as one per rule and canonical host, and ``hits`` pointing at them.
-
-    A finding all of whose hits are on its own host stays as it is (same id); the others (a host
-    spelled two ways, events without a host attributed to their file's host) are merged or split
-    into findings of the canonical host, with counts, times and evidence from their hits.
-    """
-    groups: dict[tuple[str, str, str | None], list[Hit]] = defaultdict(list)
-    members: dict[tuple[str, str, str | None], set[str]] = defaultdict(set)
-    moved: set[str] = set()
-    for hit in hits:
-        group = (hit.finding.detector, hit.finding.rule_id, hit.host)
-        groups[group].append(hit)
-        members[group].add(hit.finding.id)
-        if hit.host != hit.finding.host:
-            moved.add(hit.finding.id)
-    changed = {g for g, ids in members.items() if len(ids) > 1 or ids & moved}
-    if not changed:
-        return list(findings), list(hits)
-    by_id = {f.id: f for f in findings}
-    made = {g: _merged([by_id[i] for i in sorted(members[g])], g[2], groups[g]) for g in sorted(
-        changed, key=lambda g: (g[0], g[1], g[2] or ""))}
-    gone = {i for g in changed for i in members[g]}
-    kept = [f for f in findings if f.id not in gone]
-    hits = [dataclasses.replace(h, finding=made[g]) if (g := (h.finding.detector, h.finding.rule_id, h.host))
-            in made else h for h in hits]
-    return sort_findings([*kept, *made.values()]), hits
-
-
-def _merged(parts: Sequence[Finding], host: str | None, hits: Sequence[Hit]) -> Finding:
-    """One finding of ``host`` from the findings ``parts`` of one rule and their ``hits`` (in order)."""
-    first = {}
-    for hit in hits:
-        first.setdefault(hit.key, hit)
-    times = [h.ts for h in first.values() if h.ts is not None]
-    base = parts[0]
-    return base.model_copy(update={
-        "id": str(uuid.uuid5(_NAMESPACE, f"{base.detector}|{base.rule_id}|{host}")),
-        "host": host,
-        "count": len(first),
-        "first_seen": min(times, default=None),
-        "last_seen": max(times, default=None),
-        "evidence": [EvidenceRef(path=h.path, locator=h.locator, host=h.logged_host)
-                     for h in list(first.values())[:MAX_EVIDENCE]],
-    })
 
 
 def place(finding: Finding, identity: HostIdentity) -> Finding:

@@ -117,12 +117,11 @@ def build_report(
     vulns = vulnerabilities(findings)
     clustering = intruder_analysis.cluster(hits)
     intruders = intruder_analysis.entries(clustering, footprint.extend(store, clustering))
-    steps = timeline_analysis.timeline(hits, clustering)
+    steps, total = timeline_analysis.timeline(hits, clustering)
     notes = warnings(store)
-    if len(steps) > timeline_analysis.MAX_STEPS:
-        notes.append(Warning(path=None, message=f"{len(steps) - timeline_analysis.MAX_STEPS} more timeline steps "
+    if total > len(steps):
+        notes.append(Warning(path=None, message=f"{total - len(steps)} more timeline steps "
                                                 "are not listed (the findings hold them)"))
-        steps = steps[:timeline_analysis.MAX_STEPS]
     first = timeline_analysis.first_intrusion(hits, clustering)
     mailboxes = mailbox_impact(store, hits, clustering)
     shells = webshells(store, findings, hits, identity)
