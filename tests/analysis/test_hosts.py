@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 
 import pytest
-from builders import intrusion_events, write_file
+from builders import intrusion_events, sysmon_event, write_file
 from exchange_files import CHOPPER_ASPX, OWA_AUTH
 
-from varde.analysis.hosts import canonical_names, file_hosts, folder_names
+from varde.analysis.hosts import HostIdentity, canonical_names, file_hosts, folder_names
 from varde.pipeline import HuntOptions, hunt
 
 FQDN = "EXCH01.corp.example"
@@ -96,3 +96,30 @@ def test_a_shell_requested_and_on_disk_is_one_entry(report) -> None:
     kinds = {f.detector for f in report.findings if f.id in shell.finding_ids}
     assert kinds == {"exchange", "yara"}
     assert shell.first_seen is not None
+
+
+def test_a_host_less_log_is_split_by_server_folder(tmp_path: Path) -> None:
+    """IIS logs of two servers (no ``s-computername``) in per-server folders, each server named by
+    its own event log: the same shell request on both is one finding and one web shell per server."""
+    root = tmp_path / "evidence"
+    for server in ("EXCH01", "EXCH02"):
+        events = [sysmon_event(n, host=f"{server}.corp.example") for n in range(3)]
+        write_file(root, f"{server}/events/sysmon.jsonl", "".join(json.dumps(e) + "\n" for e in events))
+        write_file(root, f"{server}/W3SVC1/u_ex210303.log", IIS_LOG)
+    report = hunt([root], tmp_path / "case", HuntOptions(workers=0)).report
+    use = [f for f in report.findings if f.rule_id == "varde.exchange.webshell.use"]
+    assert sorted(f.host for f in use) == ["EXCH01.corp.example", "EXCH02.corp.example"]
+    for finding in use:
+        assert finding.count == 2
+        assert {Path(r.path).parts[-3] for r in finding.evidence} == {finding.host.split(".")[0]}
+    assert sorted((w.url, w.host) for w in report.webshells) == [
+        ("/owa/auth/RedirSuiteServerProxy.aspx", "EXCH01.corp.example"),
+        ("/owa/auth/RedirSuiteServerProxy.aspx", "EXCH02.corp.example")]
+
+
+def test_an_empty_host_is_no_name() -> None:
+    identity = HostIdentity({"exch01": "EXCH01"}, {"/e/EXCH01/u_ex1.log": "EXCH01"})
+    assert identity.of("-", "/e/EXCH01/u_ex1.log") == "EXCH01"
+    assert identity.of("", "/e/other.log") is None
+    assert identity.of("exch01", "/e/other.log") == "EXCH01"
+    assert identity.of("EXCH09") == "EXCH09"  # a name no table knows is kept as logged

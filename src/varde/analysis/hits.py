@@ -22,14 +22,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
+from varde.analysis.hosts import HostIdentity, event_columns, named
 from varde.detect.sigma.findings import MAX_EVIDENCE, sort_findings
 from varde.events.store import EventStore, quote
 from varde.report.document import EvidenceRef, Finding
-
-if TYPE_CHECKING:
-    from varde.analysis.hosts import HostIdentity
 
 #: Event fields that hold the client address, for hits whose rule gives no attributes (Sigma).
 _ADDRESS_FIELDS = ("c-ip", "ClientIpAddress", "ClientIP", "IpAddress", "SourceAddress")
@@ -104,18 +101,9 @@ def load_hits(store: EventStore, findings: Sequence[Finding],
         if relayed(values.get("source_ip"), server, port):
             values["relay"] = values.pop("source_ip")
         canonical = identity.of(host, path)
-        logged = host if host is not None and host != canonical else None
+        logged = host if named(host) and host != canonical else None
         out.append(Hit(finding, int(key), utc(ts), canonical, path, locator, values, logged))
     return regroup(findings, out)
-
-
-def event_columns(store: EventStore, fields: Sequence[str]) -> str | None:
-    """SQL: every event's common columns and its own ``fields`` as plain columns (NULL where a log
-    has no such field); None without events. Reading a few columns of each partition is much
-    cheaper than the ``events`` view, which builds the JSON of every event's fields."""
-    channels = sorted({channel for channel, _ in store.partitions}, key=lambda c: c or "")
-    selects = [sql for sql in (store.select(channel, fields) for channel in channels) if sql]
-    return "(" + " UNION ALL ".join(f"SELECT * FROM {sql}" for sql in selects) + ")" if selects else None
 
 
 def relayed(source: str | None, server: str | None, port: str | None) -> bool:

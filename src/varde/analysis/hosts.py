@@ -25,10 +25,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from varde.analysis.hits import event_columns
 from varde.events.store import EventStore
 from varde.report.document import Finding
 
@@ -70,6 +69,15 @@ def identify(store: EventStore) -> HostIdentity:
         if named(host):
             logged[path].add(names[host.strip().lower()])
     return HostIdentity(names, file_hosts(paths, logged, folder_names(names)))
+
+
+def event_columns(store: EventStore, fields: Sequence[str]) -> str | None:
+    """SQL: every event's common columns and its own ``fields`` as plain columns (NULL where a log
+    has no such field); None without events. Reading a few columns of each partition is much
+    cheaper than the ``events`` view, which builds the JSON of every event's fields."""
+    channels = sorted({channel for channel, _ in store.partitions}, key=lambda c: c or "")
+    selects = [sql for sql in (store.select(channel, fields) for channel in channels) if sql]
+    return "(" + " UNION ALL ".join(f"SELECT * FROM {sql}" for sql in selects) + ")" if selects else None
 
 
 def canonical_names(spellings: Mapping[str, int]) -> dict[str, str]:
