@@ -50,9 +50,11 @@ def test_files_take_the_one_host_their_events_or_folders_name() -> None:
     folders = folder_names(names)
     logged = {"/e/mixed.jsonl": {FQDN, "EXCH02"}, "/e/exch01/evtx.jsonl": {FQDN}}
     paths = ["/e/EXCH01/W3SVC1/u_ex1.log", "/e/exch02/W3SVC1/u_ex1.log", "/e/mixed.jsonl", "/e/W3SVC1/u_ex2.log",
-             "/e/exch01/evtx.jsonl", "/e/EXCH02/exch01/u_ex3.log", "/e/EXCH03/u_ex4.log"]
+             "/e/exch01/evtx.jsonl", "/e/EXCH02/exch01/u_ex3.log", "/e/EXCH03/u_ex4.log",
+             "/e/collected.zip!EXCH02/W3SVC1/u_ex5.log"]
     assert file_hosts(paths, logged, folders) == {
-        "/e/EXCH01/W3SVC1/u_ex1.log": FQDN, "/e/exch02/W3SVC1/u_ex1.log": "EXCH02", "/e/exch01/evtx.jsonl": FQDN}
+        "/e/EXCH01/W3SVC1/u_ex1.log": FQDN, "/e/exch02/W3SVC1/u_ex1.log": "EXCH02", "/e/exch01/evtx.jsonl": FQDN,
+        "/e/collected.zip!EXCH02/W3SVC1/u_ex5.log": "EXCH02"}
 
 
 def _evidence(root: Path) -> Path:
