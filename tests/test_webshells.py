@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from exchange_files import CHOPPER_ASPX, OWA_AUTH, write
 
-from varde.analysis.webshells import served_url
+from varde.analysis.webshells import _merge, served_url
 from varde.pipeline import HuntOptions, hunt
+from varde.report.document import Webshell
 
 IIS_LOG = """#Software: Microsoft Internet Information Services 10.0
 #Version: 1.0
@@ -46,3 +47,18 @@ def test_shell_file_and_its_requests(tmp_path: Path) -> None:
 ])
 def test_a_file_is_matched_by_the_url_it_is_served_at(path: str, url: str | None) -> None:
     assert served_url(path) == url
+
+
+def test_a_url_without_host_stays_apart_when_two_hosts_have_the_file() -> None:
+    """Which server's page a host-less request hit is ambiguous: the request stays an entry of its own."""
+    owa = "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\FrontEnd\\HttpProxy\\owa\\auth\\x.aspx"
+    requested = Webshell(path="/owa/auth/x.aspx", host=None, first_seen=None, sha256=None, finding_ids=["r"],
+                         url="/owa/auth/x.aspx")
+    written = [Webshell(path=owa, host=h, first_seen=None, sha256=None, finding_ids=[h], files=[owa])
+               for h in ("EXCH01", "EXCH02")]
+    merged = sorted(_merge([requested, *written], {}), key=lambda w: w.host or "")
+    assert [(w.host, w.url, w.finding_ids) for w in merged] == [
+        (None, "/owa/auth/x.aspx", ["r"]), ("EXCH01", None, ["EXCH01"]), ("EXCH02", None, ["EXCH02"])]
+    [one] = _merge([requested, written[0]], {"/owa/auth/x.aspx": [("/copy/owa/auth/x.aspx", "ab" * 32, None)]})
+    assert (one.host, one.url, one.path, one.sha256) == ("EXCH01", "/owa/auth/x.aspx", "/copy/owa/auth/x.aspx", "ab" * 32)
+    assert one.files == sorted([owa, "/copy/owa/auth/x.aspx"]) and one.finding_ids == ["EXCH01", "r"]

@@ -125,21 +125,20 @@ def _merge(shells: Iterable[Webshell], inventory: dict[str, list[tuple[str, str,
         if len(hosts) <= 1:
             out.append(_one(group, hosts[0] if hosts else None, stored))
             continue
-        out += [s for s in group if s.host is None]
+        if unplaced := [s for s in group if s.host is None]:  # ambiguous: one entry of its own
+            out.append(_one(unplaced, None, []))
         out += [_one(on, h, [c for c in stored if c[2] == h]) for h in hosts if (on := [s for s in group if s.host == h])]
     return out
 
 
 def _one(group: Sequence[Webshell], host: str | None, stored: Sequence[tuple[str, str, str | None]]) -> Webshell:
     """The entries of ``group`` (one shell on ``host``) and its inventoried copies as one entry."""
-    copies = [(p, h) for p, h, _ in stored]
-    hashed = [s for s in group if s.sha256] + [Webshell(path=p, host=host, first_seen=None, sha256=h, finding_ids=[])
-                                               for p, h in copies]
-    files = sorted({f for s in group for f in s.files} | {p for p, _ in copies})
+    hashed = [(s.path, s.sha256) for s in group if s.sha256] + [(path, sha256) for path, sha256, _ in stored]
+    files = sorted({f for s in group for f in s.files} | {path for path, _, _ in stored})
     urls = sorted({s.url for s in group if s.url})
     times = [s.first_seen for s in group if s.first_seen]
-    path = hashed[0].path if hashed else next(iter(files), urls[0] if urls else group[0].path)
+    path = hashed[0][0] if hashed else next(iter(files), urls[0] if urls else group[0].path)
     return Webshell(path=path, host=host, first_seen=min(times, default=None),
-                    sha256=hashed[0].sha256 if hashed else None,
+                    sha256=hashed[0][1] if hashed else None,
                     finding_ids=sorted({i for s in group for i in s.finding_ids}),
                     url=urls[0] if urls else None, files=files)
