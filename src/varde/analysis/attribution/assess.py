@@ -25,7 +25,8 @@ from varde.analysis.attribution.words import Scale, confidence, likelihood
 from varde.report.document import Attribution, AttributionCandidate, CountryShare
 
 # Fitted on held-out ATT&CK cases (bench/attribution_bench.py), never per case.
-PARAMS = Params(alpha=0.1, implied=0.1, temperature=2.83, unknown=(-0.679, -0.0986, -0.1725, 0.1548))
+PARAMS = Params(alpha=0.1, implied=0.1, cosine=2.0, idf_power=2.0, temperature=5.66,
+                unknown=(-0.7399, -0.1909, -0.113, 0.4139))
 VICTIM_COUNTRY_FACTOR = 2.0  # prior weight when MISP lists the victim's country for the actor
 VICTIM_SECTOR_FACTOR = 1.5
 CODE_MATCH_RATIO = 50.0  # a YARA rule naming the actor itself
