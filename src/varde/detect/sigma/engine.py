@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 #: Rules evaluated by one query. Larger chunks amortise DuckDB's per-query cost.
 CHUNK_RULES = 100
 
+#: Groups with fewer events are matched straight from their partitions, without a temporary table.
+SMALL_GROUP_ROWS = 1_000
+
 #: Sigma field names that are common columns of the event schema, not own fields.
 COMMON_FIELDS = {
     "EventID": "CAST(event_id AS VARCHAR)",
@@ -91,15 +94,24 @@ def runnable_rules(rulesets: Iterable[RuleSet]) -> tuple[list[tuple[str, Compile
 
 
 def list_groups(store: EventStore) -> list[Group]:
-    """The (channel, event id) partitions of the store as groups, largest first."""
+    """The (channel, event id) partitions of the store as groups, largest first.
+
+    One statement counts the events and the filled fields of every partition (one per partition
+    would cost DuckDB's per-statement time hundreds of times over).
+    """
+    partitions = sorted(store.partitions.items(), key=lambda kv: kv[1].table)
+    if not partitions:
+        return []
+    selects = []
+    for n, (_, partition) in enumerate(partitions):
+        counts = ", ".join(f"count({quote(column)})" for _, column in sorted(partition.columns.items()))
+        selects.append(f"SELECT {n} AS n, count(*), bool_or(provider IS NOT NULL), [{counts}]::BIGINT[] "
+                       f"FROM {quote(partition.table)}")
     groups = []
-    for (channel, event_id), partition in store.partitions.items():
+    for n, events, windows, filled in store.con.execute(" UNION ALL ".join(selects)).fetchall():
+        (channel, event_id), partition = partitions[n]
         fields = sorted(partition.columns.items())
-        counts = "".join(f", count({quote(column)})" for _, column in fields)
-        events, windows, *filled = store.con.execute(
-            f"SELECT count(*), bool_or(provider IS NOT NULL){counts} FROM {quote(partition.table)}"
-        ).fetchall()[0]
-        present = tuple(pair for pair, n in zip(fields, filled, strict=True) if n)
+        present = tuple(pair for pair, count in zip(fields, filled, strict=True) if count)
         # Windows events name a provider and an event id; text logs (IIS, Exchange's CSV logs) have
         # no event id, so rules for "any Windows channel" do not run over them
         windows = bool(windows) and event_id is not None
@@ -195,7 +207,14 @@ class SigmaEngine:
     def run(self, on_group: Callable[[Group, int], None] | None = None) -> EngineResult:
         """Run every rule on every group it applies to."""
         groups = list_groups(self.store)
-        work = [(g, self.plan(g)) for g in groups]
+        # a channel of one partition (a web log) reads its text once, for its keyword and field rules alike
+        texts, alone = [], {}
+        for members, plan in self.text_plans(groups):
+            if len(members) == 1:
+                alone[members[0].table] = plan
+            else:
+                texts.append((members, plan))
+        work = [(g, self.plan(g) + alone.get(g.table, [])) for g in groups]
         work.sort(key=lambda item: -len(item[1]) * (1 + item[0].events // 10_000))  # biggest first
         cursors: list[duckdb.DuckDBPyConnection] = []
 
@@ -217,7 +236,7 @@ class SigmaEngine:
 
         try:
             with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="sigma") as pool:
-                futures = [pool.submit(run_text, m, p) for m, p in self.text_plans(groups)]
+                futures = [pool.submit(run_text, m, p) for m, p in texts]
                 futures += [pool.submit(run_one, g, p) for g, p in work]
                 for future in futures:
                     future.result()
@@ -239,30 +258,53 @@ class SigmaEngine:
             self._run_union(con, [group], plan)
 
     def _run_union(self, con: duckdb.DuckDBPyConnection, groups: list[Group], plan: list[tuple[str, Predicate]]) -> None:
-        """Run ``plan`` over the events of ``groups`` (one temporary table of the columns it reads)."""
+        """Run ``plan`` over the events of ``groups``, reading the columns it needs lower-cased once.
+
+        A small group is read straight from its partition (DuckDB charges per statement, and most
+        groups are small); a larger one goes into a temporary table first (a predicate that reads
+        the same lower-cased value twice would compute it twice). Events often repeat in
+        the columns the rules read (a service's logons, a scheduled task's command line): where
+        the distinct rows are under half of the rows, the rules run once per distinct row, which
+        carries the list of its events' keys.
+        """
         columns = sorted({c for _, p in plan for c in p.columns})
         selects = []
         for group in groups:
             resolve = field_resolver([name for name, _ in group.columns])
             exprs = ", ".join(["key"] + [f"{column_expression(c, group, resolve)} AS {c.ident}" for c in columns])
             selects.append(f"SELECT {exprs} FROM ({group.rows})")
-        con.execute("CREATE OR REPLACE TEMP TABLE sigma_group AS " + " UNION ALL ".join(selects))
+        rows = " UNION ALL ".join(selects)
+        if sum(g.events for g in groups) < SMALL_GROUP_ROWS:
+            self._run_chunks(con, plan, f"({rows}) AS sigma_group", "key")
+            return
+        con.execute("CREATE OR REPLACE TEMP TABLE sigma_group AS " + rows)
+        keys = "key"
         try:
-            for start in range(0, len(plan), CHUNK_RULES):
-                self._run_chunk(con, plan[start : start + CHUNK_RULES])
+            if columns and _repetitive(con, [c.ident for c in columns]):
+                idents = ", ".join(c.ident for c in columns)
+                con.execute(f"CREATE OR REPLACE TEMP TABLE sigma_group AS SELECT {idents}, list(key) AS keys "
+                            f"FROM sigma_group GROUP BY ALL")
+                keys = "unnest(keys)"
+            self._run_chunks(con, plan, "sigma_group", keys)
         finally:
             con.execute("DROP TABLE IF EXISTS sigma_group")
 
-    def _run_chunk(self, con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]]) -> None:
+    def _run_chunks(self, con: duckdb.DuckDBPyConnection, plan: list[tuple[str, Predicate]], source: str,
+                    keys: str) -> None:
+        for start in range(0, len(plan), CHUNK_RULES):
+            self._run_chunk(con, plan[start : start + CHUNK_RULES], source, keys)
+
+    def _run_chunk(self, con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]], source: str,
+                   keys: str) -> None:
         chunk = [(uid, p) for uid, p in chunk if uid not in self._failed]
         try:
-            _insert(con, chunk)
+            _insert(con, chunk, source, keys)
             return
         except duckdb.Error:
             logger.debug("chunk of %d rules failed; retrying one by one", len(chunk))
         for uid, predicate in chunk:
             try:
-                _insert(con, [(uid, predicate)])
+                _insert(con, [(uid, predicate)], source, keys)
             except duckdb.Error as exc:
                 self._failed.add(uid)
                 info = self.info[uid]
@@ -342,10 +384,19 @@ def _atom_fields(pre: object) -> Iterator[str]:
             yield from _atom_fields(part)
 
 
-def _insert(con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]]) -> None:
+def _repetitive(con: duckdb.DuckDBPyConnection, idents: list[str]) -> bool:
+    """Whether ``sigma_group`` has fewer than half as many distinct rows (of ``idents``) as rows."""
+    rows, distinct = con.execute(
+        f"SELECT count(*), approx_count_distinct(hash({', '.join(idents)})) FROM sigma_group"
+    ).fetchone()  # type: ignore[misc]
+    return distinct * 2 < rows
+
+
+def _insert(con: duckdb.DuckDBPyConnection, chunk: list[tuple[str, Predicate]], source: str, keys: str) -> None:
+    """Matches of ``chunk`` in the rows of ``source`` (SQL of a table); ``keys`` gives a row's event keys."""
     if not chunk:
         return
-    selects = [f"SELECT {sql_literal(uid)} AS rule_uid, key FROM sigma_group WHERE {p.sql}" for uid, p in chunk]
+    selects = [f"SELECT {sql_literal(uid)} AS rule_uid, {keys} AS key FROM {source} WHERE {p.sql}" for uid, p in chunk]
     con.execute("INSERT INTO sigma_matches " + " UNION ALL ".join(selects))
 
 
