@@ -34,7 +34,8 @@ MIN_PROBABILITY = 0.01
 MAX_CANDIDATES = 10
 SPECIFIC = 3  # a feature shared by at most this many groups is specific
 METHOD = ("Bernoulli naive-Bayes likelihood ratios of ATT&CK techniques and software per report "
-          "(IDF-like specificity), actor-labelled indicator and code matches, victimology prior; "
+          "(IDF-like specificity) plus a TF-IDF profile view, actor-labelled indicator and code "
+          "matches, victimology prior; "
           "softmax with an explicit unknown-actor mass")
 
 

@@ -15,6 +15,12 @@ the candidate usually shows but were not observed cost a little each (``log((1-t
 which keeps large profiles from winning by size alone. Software the candidate uses lends its own
 techniques at ``implied`` times its count. Software is scored like techniques; its rates are
 usually small, which is why custom malware weighs heavily.
+
+A second view is added to that llr with weight ``cosine``: the projection of the observed
+features, weighted ``idf ** idf_power``, on the candidate's unit TF-IDF profile
+(``log(1 + n_cf) * idf ** idf_power``). It ranks well where per-report rates are thin (a group
+documented by many short citations of one feature each), and it grows with the number and
+specificity of the observed features, so a few generic techniques still say little.
 """
 
 from __future__ import annotations
