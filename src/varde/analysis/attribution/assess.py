@@ -161,7 +161,8 @@ def _code_evidence(evidence, resolve, scores, strong) -> None:
 
 def _candidate(index, profiles, cid, p, score, known, strong, scale) -> AttributionCandidate:
     actor = index.actors[cid]
-    contributions = sorted((profiles.contribution(cid, f) for f in known), key=lambda c: (-c.llr, c.feature))
+    contributions = sorted((profiles.contribution(cid, f) for f in known),
+                           key=lambda c: (-c.llr - c.view, c.feature))
     specific = sum(1 for c in contributions if c.reports and c.shared_by <= SPECIFIC)
     strong_count = sum(1 for s in strong if not s.startswith("weak: "))
     groups = sum(1 for c in profiles.candidates if c.startswith("G"))
@@ -192,7 +193,7 @@ def _procedures(index: AttackIndex, cid: str) -> dict[str, Use]:
 
 def _why(index: AttackIndex, c, groups: int, use: Use | None) -> str:
     text = (f"{c.feature} {index.name_of(c.feature)}: {c.how}, in {c.reports:g} reports, shared by "
-            f"{c.shared_by} of {groups} groups, llr {c.llr:+.2f}")
+            f"{c.shared_by} of {groups} groups, llr {c.llr:+.2f}, profile view {c.view:+.2f}")
     if use is None:
         return text
     quote = use.text if len(use.text) <= 240 else use.text[:237] + "..."

@@ -58,6 +58,7 @@ class Contribution:
     how: str  # "uses", "campaign C…", "via software S…", "absent"
     llr: float
     shared_by: int  # how many groups document the feature
+    view: float = 0.0  # its part of the weighted TF-IDF view (0 when the candidate lacks it)
 
 
 def report_sets(index: AttackIndex) -> dict[tuple[str, str], frozenset[str]]:
@@ -233,7 +234,9 @@ class Profiles:
         r, c = self.row[candidate], self.column[feature]
         n = float(self.counts[r, c])
         how = "uses" if self.direct[r, c] else ("via software " + self._lender(r, c) if n else "absent")
-        return Contribution(feature, n, how, float(self.present[r, c] + self.absent[r, c]), int(self.shared_by[c]))
+        view = float(self.params.cosine * self.tfidf[r, c] * self.idf[c])
+        return Contribution(feature, n, how, float(self.present[r, c] + self.absent[r, c]), int(self.shared_by[c]),
+                            view)
 
     def expected_absent(self, candidate: str, features: Iterable[str], limit: int = 3) -> list[tuple[str, float]]:
         """The candidate's most characteristic features that were not observed, with their rate."""
