@@ -316,7 +316,7 @@ def test_an_internal_error_is_one_line_and_exit_1(tmp_path: Path, benign: Path, 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("Out of Memory Error: failed to pin block\n\x1b[31mred")
 
-    monkeypatch.setattr(cli, "hunt", broken)
+    monkeypatch.setattr("varde.pipeline.hunt", broken)  # the command imports it when it runs
     result = invoke("hunt", benign, "--case", tmp_path / "case", "--workers", "0")
     assert result.exit_code == 1
     line = one_line_error(result.stderr)

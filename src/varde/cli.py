@@ -7,13 +7,12 @@ folder cannot be created or read; 1 any other varde error. Errors are one line o
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -27,13 +26,16 @@ from rich.progress import (
 )
 
 from varde import __version__
-from varde.case import Case
 from varde.cli_intel import attribute_command, eval_app, intel_app
 from varde.errors import VardeError
-from varde.pipeline import HuntOptions, hunt
 from varde.report import console as console_report
-from varde.report.document import Report
-from varde.report.outputs import write_outputs
+
+if TYPE_CHECKING:
+    from varde.pipeline import HuntOptions
+
+# The pipeline and the report modules are imported by the commands that use them: reader
+# workers re-run this module when they start (multiprocessing's forkserver does that with the
+# main script), and they need none of it.
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Compromise assessment for Exchange servers.")
 out = Console(highlight=False)
@@ -77,6 +79,8 @@ def _fail(exc: VardeError) -> typer.Exit:
 
 
 def _run_hunt(evidence: list[Path], case: Path, options: HuntOptions, quiet: bool) -> None:
+    from varde.pipeline import hunt
+
     progress = RichProgress(quiet)
     try:
         with progress.bar:
@@ -113,6 +117,8 @@ def hunt_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
 ) -> None:
     """Read evidence into a case, run the rules and write CASE/report.json."""
+    from varde.pipeline import HuntOptions
+
     options = HuntOptions(tuple(sigma), builtin_rules, placeholders, workers, yara_dirs=tuple(yara),
                           builtin_yara=builtin_rules, victim_country=victim_country,
                           as_of=as_of.date() if as_of else None)
@@ -125,6 +131,7 @@ def demo_command(
 ) -> None:
     """Simulate a small ProxyLogon case into a temporary folder, hunt it and show the result."""
     from varde.demo import simulate_demo
+    from varde.pipeline import HuntOptions
 
     work = Path(tempfile.mkdtemp(prefix="varde-demo-"))
     summary = simulate_demo(work / "evidence")
@@ -165,6 +172,10 @@ def simulate_command(
 def report_command(case: Annotated[Path, typer.Argument(help="A case folder with report.json.")]) -> None:
     """Show a case's report again and re-render report.html, timeline.jsonl and navigator.json, from
     report.json alone (the evidence is not read again)."""
+    from varde.case import Case
+    from varde.report.document import Report
+    from varde.report.outputs import write_outputs
+
     try:
         path = Case.open(case).report_path
         report = Report.load(path)
@@ -195,9 +206,5 @@ def version_command() -> None:
 
 def main() -> None:
     """Console script entry point."""
-    # Reader workers start from a forkserver, and every child re-runs the console script (Python
-    # 3.11's forkserver never preloads ``__main__`` itself): preloading this module in the server
-    # once means the children find it imported, instead of each spending a second importing varde.
-    multiprocessing.get_context("forkserver").set_forkserver_preload([__name__])
     logging.basicConfig(level=os.environ.get("VARDE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     app()

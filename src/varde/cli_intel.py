@@ -24,8 +24,6 @@ from varde.analysis.attack import (
     default_index,
     user_index_path,
 )
-from varde.analysis.attribution import AttributionInput, attribute
-from varde.analysis.attribution.indicators import load_set, read_observed
 from varde.errors import VardeError
 
 DEFAULT_URL = "https://raw.githubusercontent.com/mitre/cti/master/enterprise-attack/enterprise-attack.json"
@@ -125,6 +123,9 @@ def attribute_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the attribution object as JSON.")] = False,
 ) -> None:
     """Rank candidate actors and countries for observed techniques, software and indicators."""
+    from varde.analysis.attribution import AttributionInput, attribute
+    from varde.analysis.attribution.indicators import load_set, read_observed
+
     if scale not in ("icd203", "phia"):
         raise _fail(IntelError(f"--scale must be icd203 or phia, not {scale!r}"))
     try:

@@ -21,7 +21,7 @@ from varde.detect.exchange import SOURCE as BUILTIN_DETECTORS
 from varde.detect.exchange import run_detectors
 from varde.detect.sigma.cache import RuleCache
 from varde.detect.sigma.correlation import run_correlations
-from varde.detect.sigma.engine import SigmaEngine, list_groups, runnable_rules
+from varde.detect.sigma.engine import SigmaEngine, runnable_rules
 from varde.detect.sigma.findings import build_findings, sort_findings
 from varde.detect.sigma.rules import RuleSet, load_placeholders, load_ruleset
 from varde.detect.yara import YaraRules, load_yara
@@ -192,7 +192,7 @@ def _detect(
 ) -> tuple[list[RulesetOutcome], list[Finding]]:
     rules, duplicates = runnable_rules(rulesets)
     engine = SigmaEngine(store, rules)
-    progress.start("match", len(list_groups(store)))
+    progress.start("match", len(store.partitions))  # one step per (channel, event id) group
     result = engine.run(lambda group, count: progress.advance("match"))
     progress.end("match")
     infos = [r.info for rs in rulesets for r in (*rs.rules, *rs.correlations)]

@@ -9,12 +9,14 @@ into Rich ``Text`` objects (never parsed as markup).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from varde.report.document import Report
+if TYPE_CHECKING:  # only annotations: the command line imports this module for safe() alone
+    from varde.report.document import Report
 
 #: Findings listed in the terminal; the report has them all.
 MAX_ROWS = 30
@@ -41,7 +43,7 @@ def render(report: Report, console: Console) -> None:
     console.print(Text("varde hunt", style="bold"), _t(f"({case.tool_version})", "dim"))
     console.print(
         _t(f"{len(case.evidence)} inputs, {records} records read, {skipped} skipped, "
-           f"{unread} not recognised, {len(report.warnings)} warnings")
+           f"{unread} other files (no log format: hashed and scanned), {len(report.warnings)} warnings")
     )
     rules = Table(title="Rule sets", title_justify="left", show_edge=False)
     for name in ("source", "rules", "errors", "skipped", "not applicable"):
