@@ -208,6 +208,7 @@ def plan(paths: Iterable[Path], store: EventStore, limits: ArchiveLimits) -> lis
             tasks.extend(Task(number, found.evidence, reader, part) for part in parts)
         else:
             tasks.append(Task(number, found.evidence, reader))
+    store.flush_evidence()
     add_files(store, files)
     return tasks
 
@@ -233,6 +234,7 @@ def ingest(
         else:
             read_inline(tasks, sink, scratch, limits, progress)
         sink.finish()
+    store.flush_evidence()
     fill_hashes(store)
     store.refresh_view()
     return IngestSummary(

@@ -191,3 +191,23 @@ def test_stored_and_deflated_members(tmp_path: Path) -> None:
     stored.write_bytes(zip_bytes({"a.jsonl": jsonl(2)}, zipfile.ZIP_STORED))
     rows, warnings = read([stored], tmp_path / "case")
     assert rows[1][0] == f"{stored}!a.jsonl" and rows[1][3] == 2 and warnings == []
+
+
+def test_every_file_of_a_large_tree_is_accounted_for(tmp_path: Path) -> None:
+    """More files than the store holds back before writing their accounting: each one still gets
+    its reader, record count, sha256 and completeness (see EventStore.flush_evidence)."""
+    from builders import read
+
+    from varde.events.store import EVIDENCE_BATCH
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    count = EVIDENCE_BATCH + 20
+    for n in range(count):
+        (folder / f"events{n:04d}.jsonl").write_bytes(jsonl(n % 3 + 1, start=n * 10))
+    evidence = read(tmp_path, folder).evidence
+    assert len(evidence) == count
+    for n, row in enumerate(evidence):
+        data = (folder / f"events{n:04d}.jsonl").read_bytes()
+        assert row["records"] == n % 3 + 1 and row["complete"] is True
+        assert row["sha256"] == hashlib.sha256(data).hexdigest() and row["bytes"] == len(data)
