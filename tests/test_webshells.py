@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from exchange_files import CHOPPER_ASPX, OWA_AUTH, write
 
-from varde.analysis.webshells import _merge, served_url
+from varde.analysis.webshells import _merge, served_url, shell_names
 from varde.pipeline import HuntOptions, hunt
 from varde.report.document import Webshell
 
@@ -62,3 +62,14 @@ def test_a_url_without_host_stays_apart_when_two_hosts_have_the_file() -> None:
     [one] = _merge([requested, written[0]], {"/owa/auth/x.aspx": [("/copy/owa/auth/x.aspx", "ab" * 32, None)]})
     assert (one.host, one.url, one.path, one.sha256) == ("EXCH01", "/owa/auth/x.aspx", "/copy/owa/auth/x.aspx", "ab" * 32)
     assert one.files == sorted([owa, "/copy/owa/auth/x.aspx"]) and one.finding_ids == ["EXCH01", "r"]
+
+
+def test_an_intruders_shells_are_named_once_each() -> None:
+    """A shell requested by URL and written as a file under a web root is one name (the URL as
+    requested); a file outside every web root keeps its path; a PST exported to a web root over
+    the admin share is the page it is served as."""
+    written = "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\FrontEnd\\HttpProxy\\owa\\auth\\Shell.aspx"
+    exported = "\\\\EXCH01\\c$\\inetpub\\wwwroot\\aspnet_client\\x.pst"
+    assert shell_names([written, "/owa/auth/Shell.aspx", "C:\\Windows\\Temp\\Shell.aspx", exported]) == [
+        "/aspnet_client/x.pst", "/owa/auth/Shell.aspx", "C:\\Windows\\Temp\\Shell.aspx"]
+    assert shell_names([written]) == ["/owa/auth/shell.aspx"]

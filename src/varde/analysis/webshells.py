@@ -59,6 +59,18 @@ def _is_url(shell: str) -> bool:
     return shell.startswith("/") and "\\" not in shell
 
 
+def shell_names(shells: Iterable[str]) -> list[str]:
+    """Web shells as detectors name them (URL paths and file paths), one name per shell: a file
+    under a web root is the page served at its URL, named as requested where it was requested."""
+    named: dict[str, str] = {}
+    for shell in shells:
+        url = shell if _is_url(shell) else served_url(shell)
+        key = (url or shell).lower()
+        if url == shell or key not in named:  # the logged spelling of a URL wins over the lower-cased path
+            named[key] = url or shell
+    return sorted(named.values())
+
+
 def _url_of(shell: Webshell) -> str | None:
     if shell.url:
         return shell.url.lower()
