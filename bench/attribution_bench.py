@@ -4,6 +4,8 @@ to bench/RESULTS.md. Usage: ``PYTHONPATH=src python bench/attribution_bench.py [
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
 import time
 from datetime import UTC, datetime
@@ -24,11 +26,16 @@ def main() -> None:
     r = evaluate(index, step=step)
     took = time.monotonic() - start
     lines = [f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — attribution evaluation (ATT&CK {r['attack_version']})\n",
-             (f"- {r['groups']} groups; params {r['params']}; every {step}. case; {took:.0f} s on the shared "
-              "2-core machine (indicative)\n"), "| protocol | cases | top-1 | top-5 | top-10 | MRR |", "|---|---:|---:|---:|---:|---:|"]
-    for key in ("E1 techniques", "E1 techniques+software", "E2 techniques", "E2 techniques+software"):
+             (f"- {r['groups']} groups; params {r['params']}; every {step}. case; {took:.0f} s; machine: "
+              f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average at the end "
+              f"{os.getloadavg()[0]:.1f} (shared machine: indicative)\n"), "| protocol | cases | top-1 | top-5 | top-10 | MRR |", "|---|---:|---:|---:|---:|---:|"]
+    for key in ("E1 techniques", "E1 techniques+software", "E1 techniques+software, cross-fitted hyperparameters",
+                "E2 techniques", "E2 techniques+software", "E2 techniques, research protocol (leaks)",
+                "E2 techniques+software, research protocol (leaks)"):
         s = r[key]
         lines.append(f"| {key} | {s['cases']} | {s['top1']:.3f} | {s['top5']:.3f} | {s['top10']:.3f} | {s['mrr']:.3f} |")
+    chosen = r["E1 techniques+software, cross-fitted hyperparameters"]["chosen_per_half"]
+    lines.append(f"\n- hyperparameters chosen on each half of the groups (by MRR, measured on the other half): {chosen}")
     for key in ("E3 techniques", "E3 techniques+software"):
         s = r[key]
         lines.append(f"\n- {key}: {s['cases']} cases, country of top candidate {s['country_of_top_candidate']:.3f}, "

@@ -130,6 +130,8 @@ def instrument() -> None:
     timed(pipeline, "run_correlations", "after: correlations")
     timed(pipeline, "build_findings", "after: build_findings")
     timed(pipeline, "build_report", "after: build_report")
+    timed(pipeline, "with_excerpts", "after: with_excerpts (evidence texts)")
+    timed(pipeline, "write_outputs", "after: write_outputs (HTML, Timesketch, Navigator)")
     timed(Report, "save", "after: report.save")
     timed(EventStore, "close", "after: store close (checkpoint)")
     timed(EventStore, "reset", "read: store reset")

@@ -132,6 +132,29 @@ def test_indicator_hits_weigh_by_scope(tiny: AttackIndex, tmp_path: Path) -> Non
     assert any("names no actor" in n for n in hit.notes)
 
 
+def test_held_out_view_equals_an_index_without_the_report(tiny: AttackIndex) -> None:
+    """Forgetting a report by subtracting its cells gives the profiles of an index rebuilt
+    without that report's citations (a relationship it alone supported disappears)."""
+    from dataclasses import replace
+
+    uses = [replace(u, citations=tuple(c for c in u.citations if c != "R1")) for u in tiny.uses]
+    without = replace(tiny, uses=[u for u in uses if u.citations or u.source not in tiny.actors])
+    params = replace(PARAMS, cosine=1.0)
+    held, rebuilt = Profiles(Basis(tiny), params, frozenset({"R1"})), Profiles(without, params)
+    assert held.candidates == rebuilt.candidates
+    query = ["T1190", "T1505.003", "S0001"]
+    assert held.scores(query) == pytest.approx(rebuilt.scores(query))
+    assert not held.direct[held.row["G0001"], held.column["S0001"]]
+    assert held.direct[held.row["G0001"], held.column["T1190"]]  # R2 still supports it
+
+
+def test_research_campaign_protocol_keeps_the_reports(tiny: AttackIndex) -> None:
+    strict, = campaign_cases(tiny, True)
+    research, = campaign_cases(tiny, True, strict=False)
+    assert strict.forget == frozenset({"R5"}) and research.forget == frozenset()
+    assert strict.removed == research.removed == frozenset({"C0001"})
+
+
 def test_calibration_fit_recovers_unknown_from_weak_scores() -> None:
     rows = []
     for i in range(60):

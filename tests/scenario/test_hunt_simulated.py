@@ -98,3 +98,23 @@ def test_mailboxes_are_the_truths(hunted, scenario: str) -> None:
         for count in ("items", "bytes"):  # where the truth knows them (its ProxyShell export has no size)
             if mailbox[count] is not None:
                 assert getattr(got[name], count) == mailbox[count], (name, count)
+
+
+@pytest.mark.parametrize("scenario", scenario_names())
+def test_one_host_per_server_and_one_entry_per_web_shell(hunted, scenario: str) -> None:
+    """The simulated server's logs name it ``EXCH01`` (EVTX ``Computer``, HttpProxy), by its FQDN,
+    or not at all (IIS W3C): findings, steps, intruders and web shells all show one host, the
+    truth's server; and each planted shell, requested and on disk, is one web shell entry."""
+    summary, report = hunted(scenario)
+    truth = summary.truth
+    shown = ({f.host for f in report.findings} | {s.host for s in report.timeline}
+             | {h for i in report.intruders for h in i.hosts} | {w.host for w in report.webshells})
+    shown.discard(None)
+    assert len(shown) <= 1
+    assert {h.split(".", 1)[0].lower() for h in shown} <= {truth["host"].lower()}
+    names = sorted(_webshell_names(report))
+    assert len(names) == len(report.webshells)  # no shell listed twice
+    for planted in truth["webshells"]:
+        [entry] = [w for w in report.webshells if w.path.lower().endswith(planted["path"].rsplit("\\", 1)[-1].lower())]
+        if entry.url:
+            assert entry.sha256 == planted["sha256"]

@@ -8,24 +8,36 @@ front end, and a client address equal to the server's own (``s-ip``) or a loopba
 server itself: such hits keep the address as ``relay`` but have no source, so they never make the
 server an intruder. Every hit knows the finding it belongs to (findings are per rule and host), so
 intruders, the timeline and mailbox impact all point back to findings and their evidence.
+
+A hit's host is the canonical one of the case's host identity (:mod:`varde.analysis.hosts`), and
+the findings are regrouped to match: one finding per rule and canonical host.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from varde.events.store import EventStore
-from varde.report.document import Finding
+from varde.analysis.hosts import HostIdentity, event_columns, named
+from varde.detect.sigma.findings import MAX_EVIDENCE, sort_findings
+from varde.events.store import EventStore, quote
+from varde.report.document import EvidenceRef, Finding
 
 #: Event fields that hold the client address, for hits whose rule gives no attributes (Sigma).
 _ADDRESS_FIELDS = ("c-ip", "ClientIpAddress", "ClientIP", "IpAddress", "SourceAddress")
 _AGENT_FIELDS = ("cs(User-Agent)", "UserAgent")
+#: Every own field the hits read: addresses, agents, and the server's own address and port.
+_FIELDS = (*_ADDRESS_FIELDS, *_AGENT_FIELDS, "s-ip", "s-port")
 #: The IIS site of Exchange's back end: its clients are the front-end servers.
 BACKEND_PORT = "444"
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+#: Ids of findings regrouped by host: uuid5 of (detector, rule, canonical host) in this namespace.
+_NAMESPACE = uuid.UUID("3c5d8e1a-7b2f-4e60-8d19-7661726465f3")
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,7 @@ class Hit:
     path: str  # evidence file
     locator: str
     attrs: dict[str, str] = field(default_factory=dict)
+    logged_host: str | None = None  # the host as the event names it, when ``host`` is another name
 
     @property
     def source_ip(self) -> str | None:
@@ -59,38 +72,87 @@ def account_key(name: str) -> str:
     return name.rsplit("\\", 1)[-1].split("@", 1)[0].strip().lower()
 
 
-def load_hits(store: EventStore, findings: Sequence[Finding]) -> list[Hit]:
-    """Every matched event of ``findings``, ordered by time then event key (deterministic)."""
+def load_hits(store: EventStore, findings: Sequence[Finding],
+              identity: HostIdentity) -> tuple[list[Finding], list[Hit]]:
+    """Every matched event of ``findings``, ordered by time then event key (deterministic), with
+    its canonical host (``identity``); and the findings regrouped by canonical host."""
     by_rule = {(f.detector, f.rule_id, f.host): f for f in findings}
-    address = "coalesce(" + ", ".join(f"nullif(e.fields->>{_json_path(n)}, '-')" for n in _ADDRESS_FIELDS) + ")"
-    agent = "coalesce(" + ", ".join(f"nullif(e.fields->>{_json_path(n)}, '-')" for n in _AGENT_FIELDS) + ")"
+    events = event_columns(store, _FIELDS)
+    if events is None:
+        return regroup(findings, [])
+    address = "coalesce(" + ", ".join(f"nullif(e.{quote(n)}, '-')" for n in _ADDRESS_FIELDS) + ")"
+    agent = "coalesce(" + ", ".join(f"nullif(e.{quote(n)}, '-')" for n in _AGENT_FIELDS) + ")"
+    sigma = "m.detector = 'sigma'"
     rows = store.query(f"""
-        SELECT 'exchange' AS detector, m.rule_uid, m.key, e.ts, e.host, v.path, e.locator, m.attrs::VARCHAR,
-            e.fields->>'$."s-ip"', e.fields->>'$."s-port"'
-        FROM detector_matches m JOIN events e USING (key) JOIN evidence v ON v.id = e.evidence
-        UNION ALL
-        SELECT 'sigma', m.rule_uid, m.key, e.ts, e.host, v.path, e.locator,
-            json_object('source_ip', {address}, 'user_agent', replace({agent}, '+', ' '))::VARCHAR,
-            e.fields->>'$."s-ip"', e.fields->>'$."s-port"'
-        FROM (SELECT DISTINCT rule_uid, key FROM sigma_matches) m JOIN events e USING (key)
-        JOIN evidence v ON v.id = e.evidence
-        ORDER BY 4 NULLS LAST, 3, 2""")
+        WITH m AS (SELECT 'exchange' AS detector, rule_uid, key, attrs::VARCHAR AS attrs FROM detector_matches
+            UNION ALL SELECT DISTINCT 'sigma', rule_uid, key, NULL FROM sigma_matches)
+        SELECT m.detector, m.rule_uid, m.key, e.ts, e.host, v.path, e.locator, m.attrs,
+            CASE WHEN {sigma} THEN {address} END, CASE WHEN {sigma} THEN replace({agent}, '+', ' ') END,
+            e."s-ip", e."s-port"
+        FROM m JOIN {events} e USING (key) JOIN evidence v ON v.id = e.evidence
+        ORDER BY 4 NULLS LAST, 3, 2""")  # one pass over the events for both kinds of matches
     out = []
-    for detector, uid, key, ts, host, path, locator, attrs, server, port in rows:
+    for detector, uid, key, ts, host, path, locator, attrs, address, agent, server, port in rows:
         finding = by_rule.get((detector, uid, host))
         if finding is None:  # a hidden rule (a correlation's base) or one whose finding was dropped
             continue
-        values = {k: str(v) for k, v in (json.loads(attrs) if attrs else {}).items() if v not in (None, "")}
+        given = json.loads(attrs) if attrs else {"source_ip": address, "user_agent": agent}
+        values = {k: str(v) for k, v in given.items() if v not in (None, "")}
         if relayed(values.get("source_ip"), server, port):
             values["relay"] = values.pop("source_ip")
-        out.append(Hit(finding, int(key), utc(ts), host, path, locator, values))
-    return out
-
-
-def _json_path(name: str) -> str:
-    return "'$.\"" + name.replace("'", "''") + "\"'"
+        canonical = identity.of(host, path)
+        logged = host if named(host) and host != canonical else None
+        out.append(Hit(finding, int(key), utc(ts), canonical, path, locator, values, logged))
+    return regroup(findings, out)
 
 
 def relayed(source: str | None, server: str | None, port: str | None) -> bool:
     """The logged client is the server itself or its front end, not who sent the request."""
     return source is not None and (port == BACKEND_PORT or source == server or source.lower() in _LOOPBACK)
+
+
+def regroup(findings: Sequence[Finding], hits: Sequence[Hit]) -> tuple[list[Finding], list[Hit]]:
+    """Findings as one per rule and canonical host, and ``hits`` pointing at them.
+
+    A finding all of whose hits are on its own host stays as it is (same id); the others (a host
+    spelled two ways, events without a host attributed to their file's host) are merged or split
+    into findings of the canonical host, with counts, times and evidence from their hits.
+    """
+    groups: dict[tuple[str, str, str | None], list[Hit]] = defaultdict(list)
+    members: dict[tuple[str, str, str | None], set[str]] = defaultdict(set)
+    moved: set[str] = set()
+    for hit in hits:
+        group = (hit.finding.detector, hit.finding.rule_id, hit.host)
+        groups[group].append(hit)
+        members[group].add(hit.finding.id)
+        if hit.host != hit.finding.host:
+            moved.add(hit.finding.id)
+    changed = {g for g, ids in members.items() if len(ids) > 1 or ids & moved}
+    if not changed:
+        return list(findings), list(hits)
+    by_id = {f.id: f for f in findings}
+    made = {g: _merged([by_id[i] for i in sorted(members[g])], g[2], groups[g]) for g in sorted(
+        changed, key=lambda g: (g[0], g[1], g[2] or ""))}
+    gone = {i for g in changed for i in members[g]}
+    kept = [f for f in findings if f.id not in gone]
+    hits = [dataclasses.replace(h, finding=made[g]) if (g := (h.finding.detector, h.finding.rule_id, h.host))
+            in made else h for h in hits]
+    return sort_findings([*kept, *made.values()]), hits
+
+
+def _merged(parts: Sequence[Finding], host: str | None, hits: Sequence[Hit]) -> Finding:
+    """One finding of ``host`` from the findings ``parts`` of one rule and their ``hits`` (in order)."""
+    first = {}
+    for hit in hits:
+        first.setdefault(hit.key, hit)
+    times = [h.ts for h in first.values() if h.ts is not None]
+    base = parts[0]
+    return base.model_copy(update={
+        "id": str(uuid.uuid5(_NAMESPACE, f"{base.detector}|{base.rule_id}|{host}")),
+        "host": host,
+        "count": len(first),
+        "first_seen": min(times, default=None),
+        "last_seen": max(times, default=None),
+        "evidence": [EvidenceRef(path=h.path, locator=h.locator, host=h.logged_host)
+                     for h in list(first.values())[:MAX_EVIDENCE]],
+    })

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from varde.analysis.hits import Hit
+from varde.analysis.webshells import shell_names
 from varde.report.document import Intruder as IntruderEntry
 from varde.report.document import Scanners
 
@@ -221,7 +222,7 @@ def entries(clustering: Clustering, web: Mapping[str, Any] | None = None) -> lis
                 times += [web[ip].first, web[ip].last]
                 agents |= web[ip].agents
         agents = _one_spelling(agents)
-        shells = {h.attrs["webshell"] for h in intruder.hits if h.attrs.get("webshell")}
+        shells = shell_names(h.attrs["webshell"] for h in intruder.hits if h.attrs.get("webshell"))
         out.append(IntruderEntry(
             id=intruder.id,
             name=f"Intruder {number}",
@@ -231,7 +232,7 @@ def entries(clustering: Clustering, web: Mapping[str, Any] | None = None) -> lis
             last_seen=max(times, default=None),
             first_exploitation=intruder.first_exploitation(),
             finding_ids=sorted({h.finding.id for h in intruder.hits}),
-            webshells=sorted(shells),
+            webshells=shells,
             hosts=sorted({h.host for h in intruder.hits if h.host}),
             users=sorted({h.attrs["user"] for h in intruder.hits if h.attrs.get("user")}),
         ))

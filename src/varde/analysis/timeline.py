@@ -75,15 +75,16 @@ def _step(burst: _Burst) -> Step:
         intruder=burst.intruder,
         source_ip=first.source_ip,
         detail=detail,
-        evidence=[EvidenceRef(path=h.path, locator=h.locator) for h in burst.hits[:STEP_EVIDENCE]],
+        evidence=[EvidenceRef(path=h.path, locator=h.locator, host=h.logged_host) for h in burst.hits[:STEP_EVIDENCE]],
     )
 
 
-def timeline(hits: Sequence[Hit], clustering: Clustering) -> list[Step]:
-    """Every step in time order (then finding id, a stable order); the report keeps :data:`MAX_STEPS`."""
-    steps = [_step(b) for b in _bursts(hits, clustering)]
-    steps.sort(key=lambda s: (s.ts, s.finding_id, s.intruder or ""))
-    return steps
+def timeline(hits: Sequence[Hit], clustering: Clustering) -> tuple[list[Step], int]:
+    """The first :data:`MAX_STEPS` steps in time order (then finding id, a stable order), and the
+    number of steps in all (only the steps kept are built)."""
+    bursts = _bursts(hits, clustering)
+    bursts.sort(key=lambda b: (b.hits[0].ts, b.hits[0].finding.id, b.intruder or ""))
+    return [_step(b) for b in bursts[:MAX_STEPS]], len(bursts)
 
 
 def first_intrusion(hits: Sequence[Hit], clustering: Clustering) -> datetime | None:

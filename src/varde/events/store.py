@@ -320,7 +320,7 @@ class EventStore:
         out: dict[tuple[int, str], str] = {}
         self.con.register("_wanted", table)
         try:  # one partition at a time: a union of hundreds of joins does not fit DuckDB's memory limit
-            for partition in sorted(self.partitions.values(), key=lambda p: p.id):
+            for partition in self._holding("_wanted"):
                 rows = self.query(
                     f"SELECT t.evidence, t.locator, {_fields_json(partition, 't.')}::VARCHAR "
                     f"FROM {quote(partition.table)} t SEMI JOIN _wanted w "
@@ -329,6 +329,16 @@ class EventStore:
         finally:
             self.con.unregister("_wanted")
         return out
+
+    def _holding(self, wanted: str) -> list[Partition]:
+        """The partitions with an event at one of the (evidence, locator) rows of table ``wanted``,
+        found in one scan of those two columns (most partitions hold none of a report's events)."""
+        parts = sorted(self.partitions.values(), key=lambda p: p.id)
+        union = " UNION ALL ".join(f"SELECT {p.id} AS part, evidence, locator FROM {quote(p.table)}" for p in parts)
+        found = {part for (part,) in self.query(
+            f"SELECT DISTINCT t.part FROM ({union}) t SEMI JOIN {wanted} w "
+            "ON t.evidence = w.evidence AND t.locator = w.locator")}
+        return [p for p in parts if p.id in found]
 
     def materialise(self, name: str, sql: str) -> str:
         """A temporary table ``name`` holding the rows of ``sql``, made once while the events stay
@@ -341,10 +351,10 @@ class EventStore:
 
     def event_count(self) -> int:
         """Number of events in the store."""
-        return sum(
-            int(self.con.execute(f"SELECT count(*) FROM {quote(p.table)}").fetchall()[0][0])
-            for p in self.partitions.values()
-        )
+        if not self.partitions:
+            return 0
+        counts = " UNION ALL ".join(f"SELECT count(*) AS n FROM {quote(p.table)}" for p in self.partitions.values())
+        return int(self.query(f"SELECT sum(n) FROM ({counts})")[0][0])  # one query, not one per partition
 
 
 def _fields_json(partition: Partition, prefix: str = "") -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from varde import __version__
-from varde.analysis import footprint
+from varde.analysis import footprint, hosts
 from varde.analysis import intruders as intruder_analysis
 from varde.analysis import timeline as timeline_analysis
 from varde.analysis.attack import default_index
@@ -111,19 +111,20 @@ def build_report(
     """The report document for the case as it stands; ``victim_country`` (ISO 3166 alpha-2) and
     ``as_of`` (attribute with only what ATT&CK knew then) are for the attribution."""
     events = store.event_count()
+    identity = hosts.identify(store)
+    findings, hits = load_hits(store, [hosts.place(f, identity) if f.detector == "yara" else f for f in findings],
+                               identity)
     vulns = vulnerabilities(findings)
-    hits = load_hits(store, findings)
     clustering = intruder_analysis.cluster(hits)
     intruders = intruder_analysis.entries(clustering, footprint.extend(store, clustering))
-    steps = timeline_analysis.timeline(hits, clustering)
+    steps, total = timeline_analysis.timeline(hits, clustering)
     notes = warnings(store)
-    if len(steps) > timeline_analysis.MAX_STEPS:
-        notes.append(Warning(path=None, message=f"{len(steps) - timeline_analysis.MAX_STEPS} more timeline steps "
+    if total > len(steps):
+        notes.append(Warning(path=None, message=f"{total - len(steps)} more timeline steps "
                                                 "are not listed (the findings hold them)"))
-        steps = steps[:timeline_analysis.MAX_STEPS]
     first = timeline_analysis.first_intrusion(hits, clustering)
     mailboxes = mailbox_impact(store, hits, clustering)
-    shells = webshells(store, findings)
+    shells = webshells(store, findings, hits, identity)
     scanners = intruder_analysis.scanners(clustering)
     techniques = timeline_analysis.techniques(steps, hits, clustering)
     return Report(

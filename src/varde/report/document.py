@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 FORMAT = "varde.report/1"
 
@@ -82,6 +82,9 @@ class EvidenceRef(Model):
     path: str
     locator: str
     text: str | None = None  # the event's logged fields (for drill-down without the store), cut short
+    #: The host as the event names it, when the report shows another name for it (the case's host
+    #: identity, analysis/hosts.py); left out of the document otherwise.
+    host: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class Finding(Model):
@@ -118,6 +121,8 @@ class Webshell(Model):
     first_seen: Time | None
     sha256: str | None
     finding_ids: list[str]
+    url: str | None = None  # the page requested, when requests show it
+    files: list[str] = []  # every file path naming it: written on the server, copied into the evidence
 
 
 class Intruder(Model):

@@ -8,7 +8,8 @@ renderers escape it.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
@@ -29,14 +30,31 @@ def _texts(store: EventStore, refs: set[tuple[str, str]]) -> dict[tuple[str, str
             for (number, locator), text in found.items()}
 
 
-def _fill(value: Any, texts: dict[tuple[str, str], str]) -> Any:
+@cache
+def _holders(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` that can hold evidence references, directly, in lists or in nested
+    models: the only ones the walks below go into (a report has thousands of other values)."""
+    return tuple(name for name, info in model.model_fields.items() if _can_hold(info.annotation))
+
+
+def _can_hold(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation is EvidenceRef or bool(_holders(annotation))
+    return any(_can_hold(argument) for argument in get_args(annotation))
+
+
+def _fill(value: Any, texts: dict[tuple[str, str], str], done: dict[EvidenceRef, EvidenceRef]) -> Any:
+    """``value`` with the text set on its evidence references; ``done``: the references filled so
+    far (many are listed twice, by a finding and by a step: filled once, shared, as they are frozen)."""
     if isinstance(value, EvidenceRef):
-        return value.model_copy(update={"text": texts.get((value.path, value.locator))})
+        if value not in done:
+            done[value] = value.model_copy(update={"text": texts.get((value.path, value.locator))})
+        return done[value]
     if isinstance(value, list):
-        return [_fill(v, texts) for v in value]
-    if isinstance(value, BaseModel):
-        updates = {name: _fill(getattr(value, name), texts) for name in type(value).model_fields}
-        return value.model_copy(update=updates)
+        return [_fill(v, texts, done) for v in value]
+    if isinstance(value, BaseModel) and _holders(type(value)):
+        return value.model_copy(update={name: _fill(getattr(value, name), texts, done)
+                                        for name in _holders(type(value))})
     return value
 
 
@@ -47,7 +65,7 @@ def _refs(value: Any, out: set[tuple[str, str]]) -> None:
         for item in value:
             _refs(item, out)
     elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
+        for name in _holders(type(value)):
             _refs(getattr(value, name), out)
 
 
@@ -55,4 +73,4 @@ def with_excerpts(report: Report, store: EventStore) -> Report:
     """The report with ``text`` set on every evidence reference the store can resolve."""
     refs: set[tuple[str, str]] = set()
     _refs(report, refs)
-    return _fill(report, _texts(store, refs))
+    return _fill(report, _texts(store, refs), {})

@@ -25,7 +25,8 @@ from varde.analysis.attribution.words import Scale, confidence, likelihood
 from varde.report.document import Attribution, AttributionCandidate, CountryShare
 
 # Fitted on held-out ATT&CK cases (bench/attribution_bench.py), never per case.
-PARAMS = Params(alpha=0.1, implied=0.1, temperature=2.83, unknown=(-0.679, -0.0986, -0.1725, 0.1548))
+PARAMS = Params(alpha=0.1, implied=0.1, cosine=2.0, idf_power=2.0, temperature=5.66,
+                unknown=(-0.7399, -0.1909, -0.113, 0.4139))
 VICTIM_COUNTRY_FACTOR = 2.0  # prior weight when MISP lists the victim's country for the actor
 VICTIM_SECTOR_FACTOR = 1.5
 CODE_MATCH_RATIO = 50.0  # a YARA rule naming the actor itself
@@ -33,7 +34,8 @@ MIN_PROBABILITY = 0.01
 MAX_CANDIDATES = 10
 SPECIFIC = 3  # a feature shared by at most this many groups is specific
 METHOD = ("Bernoulli naive-Bayes likelihood ratios of ATT&CK techniques and software per report "
-          "(IDF-like specificity), actor-labelled indicator and code matches, victimology prior; "
+          "(IDF-like specificity) plus a TF-IDF profile view, actor-labelled indicator and code "
+          "matches, victimology prior; "
           "softmax with an explicit unknown-actor mass")
 
 
@@ -159,7 +161,8 @@ def _code_evidence(evidence, resolve, scores, strong) -> None:
 
 def _candidate(index, profiles, cid, p, score, known, strong, scale) -> AttributionCandidate:
     actor = index.actors[cid]
-    contributions = sorted((profiles.contribution(cid, f) for f in known), key=lambda c: (-c.llr, c.feature))
+    contributions = sorted((profiles.contribution(cid, f) for f in known),
+                           key=lambda c: (-c.llr - c.view, c.feature))
     specific = sum(1 for c in contributions if c.reports and c.shared_by <= SPECIFIC)
     strong_count = sum(1 for s in strong if not s.startswith("weak: "))
     groups = sum(1 for c in profiles.candidates if c.startswith("G"))
@@ -190,7 +193,7 @@ def _procedures(index: AttackIndex, cid: str) -> dict[str, Use]:
 
 def _why(index: AttackIndex, c, groups: int, use: Use | None) -> str:
     text = (f"{c.feature} {index.name_of(c.feature)}: {c.how}, in {c.reports:g} reports, shared by "
-            f"{c.shared_by} of {groups} groups, llr {c.llr:+.2f}")
+            f"{c.shared_by} of {groups} groups, llr {c.llr:+.2f}, profile view {c.view:+.2f}")
     if use is None:
         return text
     quote = use.text if len(use.text) <= 240 else use.text[:237] + "..."

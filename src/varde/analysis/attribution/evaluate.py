@@ -5,8 +5,12 @@
   supports is taken out of the index first (for every actor, not just the group), so the
   held-out report's own relationships never score it.
 * E2, campaign to group: the query is an attributed campaign's features; the campaign and every
-  relationship supported only by the campaign's own reports are taken out.
+  relationship supported only by the campaign's own reports are taken out (strict). The research
+  notes' protocol takes out only the campaign (its group keeps relationships cited to the same
+  reports); it is run too, labelled "research protocol (leaks)", and never judged on.
 * E3, country: the country of the top candidate (and of the most probable country) in E1.
+* Hyperparameters (``alpha``, the TF-IDF view's weight and IDF power) are cross-fitted: chosen on
+  E1 cases of one half of the groups, measured on the other half, and the other way round.
 * Calibration: expected calibration error (10 bins, top candidate) and the multi-class Brier
   score over candidates plus "unknown", on E1 cases and on E1 cases whose group is removed from
   the index altogether (the right answer then is "unknown").
@@ -19,7 +23,9 @@ from __future__ import annotations
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from varde.analysis.attack import AttackIndex
 from varde.analysis.attribution.calibrate import Row, fit, judge, summary
@@ -95,13 +101,13 @@ def loro_cases(index: AttackIndex, software: bool,
             yield Case(f"{group} / {report}", group, tuple(sorted(features)), frozenset({report}))
 
 
-def campaign_cases(index: AttackIndex, software: bool) -> Iterator[Case]:
+def campaign_cases(index: AttackIndex, software: bool, strict: bool = True) -> Iterator[Case]:
     """E2 cases: each campaign ATT&CK attributes to exactly one group.
 
     The query is the campaign's own features; the campaign and all of its reports are forgotten
     (so the group keeps only what other reports say about it). Removing only the campaign's own
-    relationships, as the research notes did, leaks: ATT&CK documents the group from the same
-    reports, and this model then ranks the group first in 22 of 22 cases.
+    relationships (``strict=False``, the research notes' protocol) leaks: ATT&CK documents the
+    group from the same reports, so the answer's own evidence stays in the index.
     """
     for campaign in index.campaigns():
         if len(campaign.attributed_to) != 1:
@@ -111,8 +117,8 @@ def campaign_cases(index: AttackIndex, software: bool) -> Iterator[Case]:
             continue
         features = tuple(sorted({u.target for u in own}))
         cited = frozenset(c for u in index.uses if u.source == campaign.id for c in u.citations)
-        yield Case(f"{campaign.id} {campaign.name}", campaign.attributed_to[0], features, cited,
-                   frozenset({campaign.id}))
+        yield Case(f"{campaign.id} {campaign.name}", campaign.attributed_to[0], features,
+                   cited if strict else frozenset(), frozenset({campaign.id}))
 
 
 def novel_cases(cases: list[Case]) -> Iterator[Case]:
@@ -191,6 +197,47 @@ def cross_fitted(index: AttackIndex, scored: list[Scored], base: Params) -> dict
     return summary(judged)
 
 
+GRID = {"alpha": (0.1, 0.3), "idf_power": (1.0, 2.0, 3.0), "cosine": (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)}
+
+
+def _views(basis: Basis, cases: list[Case], params: Params) -> list[tuple[Case, list[str], np.ndarray, np.ndarray]]:
+    out = []
+    for case in cases:
+        profiles = Profiles(basis, params, case.forget, case.removed)
+        out.append((case, profiles.candidates, *profiles.views(f for f in case.features if profiles.known(f))))
+    return out
+
+
+def _rank(candidates: list[str], score: np.ndarray, truth: str) -> int | None:
+    if truth not in candidates:
+        return None
+    return int((score >= score[candidates.index(truth)]).sum())
+
+
+def _ranks(views: list, weight: float, fold: dict[str, int], half: int) -> list[int | None]:
+    return [_rank(names, llr + weight * cos, c.truth) for c, names, llr, cos in views if fold[c.truth] == half]
+
+
+def _mrr(ranks: list[int | None]) -> float:
+    return sum(1 / r for r in ranks if r) / max(len(ranks), 1)
+
+
+def select(basis: Basis, cases: list[Case], base: Params) -> dict:
+    """Cross-fitted hyperparameters: for each half of the groups, the grid point with the best
+    MRR on the other half's cases, and that half's ranks under it."""
+    views = {(a, p): _views(basis, cases, replace(base, alpha=a, idf_power=p))
+             for a in GRID["alpha"] for p in GRID["idf_power"]}
+    fold = {c.truth: zlib.crc32(c.truth.encode()) % 2 for c in cases}
+    chosen, ranks = {}, []
+    for half in (0, 1):
+        key, weight = max(((k, w) for k in views for w in GRID["cosine"]),
+                          key=lambda kw: _mrr(_ranks(views[kw[0]], kw[1], fold, 1 - half)))
+        chosen[half] = {"alpha": key[0], "idf_power": key[1], "cosine": weight}
+        ranks += _ranks(views[key], weight, fold, half)
+    tally = Tally([Outcome(r, None, 0.0, 0.0, 0.0) for r in ranks])
+    return {**tally.summary(), "chosen_per_half": chosen}
+
+
 def evaluate(index: AttackIndex, params: Params | None = None, step: int = 1) -> dict:
     """All protocols on one index; ``step`` keeps every n-th case (for quick runs)."""
     from varde.analysis.attribution.assess import PARAMS
@@ -209,7 +256,10 @@ def evaluate(index: AttackIndex, params: Params | None = None, step: int = 1) ->
         out[f"E3 {label}"] = {"cases": rated, "country_of_top_candidate": top, "most_probable_country": best}
         campaigns = list(campaign_cases(index, software))
         out[f"E2 {label}"] = Tally([run_case(basis, c, params) for c in campaigns]).summary()
+        leaky = list(campaign_cases(index, software, strict=False))
+        out[f"E2 {label}, research protocol (leaks)"] = Tally([run_case(basis, c, params) for c in leaky]).summary()
         if software:
+            out[f"E1 {label}, cross-fitted hyperparameters"] = select(basis, cases, params)
             novel = [score_case(basis, c, params) for c in list(novel_cases(cases))[::2]]
             both = scored + novel
             out["calibration"] = {**cross_fitted(index, both, params), "novel_cases": len(novel),

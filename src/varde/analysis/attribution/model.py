@@ -15,6 +15,12 @@ the candidate usually shows but were not observed cost a little each (``log((1-t
 which keeps large profiles from winning by size alone. Software the candidate uses lends its own
 techniques at ``implied`` times its count. Software is scored like techniques; its rates are
 usually small, which is why custom malware weighs heavily.
+
+A second view is added to that llr with weight ``cosine``: the projection of the observed
+features, weighted ``idf ** idf_power``, on the candidate's unit TF-IDF profile
+(``log(1 + n_cf) * idf ** idf_power``). It ranks well where per-report rates are thin (a group
+documented by many short citations of one feature each), and it grows with the number and
+specificity of the observed features, so a few generic techniques still say little.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ class Params:
 
     alpha: float = 0.1  # smoothing toward the background rate
     implied: float = 0.1  # share of a software's count lent to the techniques it uses
+    cosine: float = 0.0  # weight of the TF-IDF view (see Profiles.views) added to the llr
+    idf_power: float = 2.0  # the TF-IDF view weighs features by idf ** idf_power
     temperature: float = 8.0  # divides the summed llr (features are not independent)
     # Logistic model of "an actor not in the data" on how well the best candidate explains the
     # evidence: bias, best tempered score, its lead over the second, log(1 + features).
@@ -50,6 +58,7 @@ class Contribution:
     how: str  # "uses", "campaign C…", "via software S…", "absent"
     llr: float
     shared_by: int  # how many groups document the feature
+    view: float = 0.0  # its part of the weighted TF-IDF view (0 when the candidate lacks it)
 
 
 def report_sets(index: AttackIndex) -> dict[tuple[str, str], frozenset[str]]:
@@ -66,18 +75,81 @@ def report_sets(index: AttackIndex) -> dict[tuple[str, str], frozenset[str]]:
 
 
 class Basis:
-    """What every view of one index shares: features, report sets, software's techniques."""
+    """What every view of one index shares: features, report counts, software's techniques.
+
+    The full index's citation counts are kept as one matrix, with each report's cells, so a
+    held-out view (:class:`Profiles` with ``forget``) is the matrix minus those cells.
+    """
 
     def __init__(self, index: AttackIndex):
         self.index = index
         self.features = sorted(index.techniques.keys() | index.software.keys())
         self.column = {f: i for i, f in enumerate(self.features)}
         self.reports = report_sets(index)
+        self.candidates = sorted({c for c, f in self.reports if f in self.column})
+        self.row = {c: i for i, c in enumerate(self.candidates)}
+        self.counts = np.zeros((len(self.candidates), len(self.features)))
+        cells: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for (candidate, feature), cited in self.reports.items():
+            if feature in self.column:
+                r, c = self.row[candidate], self.column[feature]
+                self.counts[r, c] = len(cited)
+                for report in cited:
+                    cells[report].append((r, c))
+        self.cells = {k: (np.array([r for r, _ in v]), np.array([c for _, c in v])) for k, v in cells.items()}
+        self.owners = {k: np.unique(rc[0]) for k, rc in self.cells.items()}
+        self.totals = np.zeros(len(self.candidates))
+        for rows in self.owners.values():
+            self.totals[rows] += 1
         lends: dict[int, set[int]] = defaultdict(set)
         for use in index.uses:
             if use.source not in index.actors and use.source in self.column and use.target in self.column:
                 lends[self.column[use.source]].add(self.column[use.target])
         self.lends = {s: np.array(sorted(t)) for s, t in sorted(lends.items())}
+        self.loans = _loans(lends)
+        self.lent: dict[float, np.ndarray] = {}
+
+    def held_out(self, forget: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Citation counts and reports per candidate once the ``forget`` reports are gone."""
+        counts, totals = self.counts, self.totals
+        if forget & self.cells.keys():
+            counts, totals = counts.copy(), totals.copy()
+            for report in sorted(forget & self.cells.keys()):
+                rows, cols = self.cells[report]
+                counts[rows, cols] -= 1
+                totals[self.owners[report]] -= 1
+        return counts, totals
+
+
+Loans = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _loans(lends: dict[int, set[int]]) -> Loans:
+    """Lender -> borrowers as arrays for :func:`lend`: lenders sorted by borrower, each
+    borrower's first position, borrowers."""
+    pairs = sorted((t, s) for s, ts in lends.items() for t in ts)
+    targets = sorted({t for t, _ in pairs})
+    first = {t: len(pairs) - i - 1 for i, (t, _) in enumerate(reversed(pairs))}
+    return (np.array([s for _, s in pairs], dtype=int), np.array([first[t] for t in targets], dtype=int),
+            np.array(targets, dtype=int))
+
+
+def lend(counts: np.ndarray, loans: Loans, implied: float) -> np.ndarray:
+    """``counts`` with each technique raised to ``implied`` times the largest count of a
+    software that uses it."""
+    lenders, starts, borrowers = loans
+    out = counts.copy()
+    loan = np.maximum.reduceat(counts[:, lenders], starts, axis=1) * implied
+    out[:, borrowers] = np.maximum(out[:, borrowers], loan)
+    return out
+
+
+def _tfidf(counts: np.ndarray, shared_by: np.ndarray, groups: int, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unit profile vectors ``log(1 + reports) * idf ** power`` of the documented features, and
+    the weights ``idf ** power`` (``idf = ln((groups + 1) / (shared_by + 1)) + 1``)."""
+    weight = (np.log((groups + 1) / (shared_by + 1)) + 1) ** power
+    vectors = np.log1p(counts) * weight
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1), 1e-9)[:, None], weight
 
 
 class Profiles:
@@ -92,23 +164,20 @@ class Profiles:
         self.basis = basis if isinstance(basis, Basis) else Basis(basis)
         self.index, self.params = self.basis.index, params or Params()
         self.features, self.column = self.basis.features, self.basis.column
-        seen = {k: v - forget for k, v in self.basis.reports.items()
-                if k[0] not in removed and k[1] in self.column and v - forget}
-        self.candidates = sorted({c for c, _ in seen})
+        counts, totals = self.basis.held_out(forget)
+        keep = (counts > 0).any(axis=1) & np.array([c not in removed for c in self.basis.candidates])
+        self.candidates = [c for c, k in zip(self.basis.candidates, keep, strict=True) if k]
         self.row = {c: i for i, c in enumerate(self.candidates)}
-        self._fit(seen)
+        self.keep = keep
+        self._fit(counts[keep], totals[keep], (counts != self.basis.counts)[keep].any(axis=1))
 
-    def _fit(self, seen: dict[tuple[str, str], frozenset[str]]) -> None:
-        counts = np.zeros((len(self.candidates), len(self.features)))
-        per_candidate: dict[str, set[str]] = defaultdict(set)
-        for (candidate, feature), cited in seen.items():
-            counts[self.row[candidate], self.column[feature]] = len(cited)
-            per_candidate[candidate] |= cited
-        self.reports = np.array([len(per_candidate[c]) for c in self.candidates], dtype=float)
+    def _fit(self, counts: np.ndarray, reports: np.ndarray, changed: np.ndarray) -> None:
+        self.reports = reports
         self.direct = counts > 0
         groups = np.array([c.startswith("G") for c in self.candidates])
         self.shared_by = self.direct[groups].sum(axis=0)
-        counts = self._lend(counts)
+        self.tfidf, self.idf = _tfidf(counts, self.shared_by, groups.sum(), self.params.idf_power)
+        counts = self._lend(counts, changed)
         a = self.params.alpha
         background = (counts[groups].sum(axis=0) + 1) / (self.reports[groups].sum() + len(self.features))
         theta = np.minimum((counts + a * background) / (self.reports[:, None] + a), 0.999)
@@ -117,25 +186,42 @@ class Profiles:
         self.absent, self.base = absent, absent.sum(axis=1)
         self.counts = counts
 
-    def _lend(self, counts: np.ndarray) -> np.ndarray:
-        """Software lends ``implied`` of its count to the techniques it uses."""
-        if self.params.implied <= 0:
+    def _lend(self, counts: np.ndarray, changed: np.ndarray) -> np.ndarray:
+        """Counts with software's loans (see :func:`lend`).
+
+        The full index's loans are computed once per ``implied``; a held-out view redoes only
+        the rows its forgotten reports changed.
+        """
+        implied, loans = self.params.implied, self.basis.loans
+        if implied <= 0 or not len(loans[0]):
             return counts
-        lent = counts.copy()
-        for software, techniques in self.basis.lends.items():
-            share = self.params.implied * counts[:, software]
-            if share.any():
-                lent[:, techniques] = np.maximum(lent[:, techniques], share[:, None])
+        full = self.basis.lent.get(implied)
+        if full is None:
+            full = self.basis.lent[implied] = lend(self.basis.counts, loans, implied)
+        lent = full[self.keep]
+        if changed.any():
+            lent = lent.copy()
+            lent[changed] = lend(counts[changed], loans, implied)
         return lent
 
     def known(self, feature: str) -> bool:
         """Whether the index knows the id (a technique or software of this release)."""
         return feature in self.column
 
-    def scores(self, features: Iterable[str]) -> dict[str, float]:
-        """Each candidate's summed log-likelihood ratio for the observed (known) features."""
+    def views(self, features: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per candidate: the summed log-likelihood ratio of the observed (known) features, and
+        the projection of the observed features' weights onto the candidate's unit TF-IDF
+        profile (a cosine times the query's length, so it grows with the number and specificity
+        of the features, like evidence; a normalised cosine lets two generic techniques crown
+        whichever small profile has both)."""
         cols = [self.column[f] for f in dict.fromkeys(features) if f in self.column]
-        total = self.base + self.present[:, cols].sum(axis=1)
+        llr = self.base + self.present[:, cols].sum(axis=1)
+        return llr, self.tfidf[:, cols] @ self.idf[cols]
+
+    def scores(self, features: Iterable[str]) -> dict[str, float]:
+        """Each candidate's score: the llr plus ``cosine`` times the TF-IDF projection."""
+        llr, cosine = self.views(features)
+        total = llr + self.params.cosine * cosine
         return {c: float(total[i]) for i, c in enumerate(self.candidates)}
 
     def _lender(self, r: int, c: int) -> str:
@@ -148,7 +234,9 @@ class Profiles:
         r, c = self.row[candidate], self.column[feature]
         n = float(self.counts[r, c])
         how = "uses" if self.direct[r, c] else ("via software " + self._lender(r, c) if n else "absent")
-        return Contribution(feature, n, how, float(self.present[r, c] + self.absent[r, c]), int(self.shared_by[c]))
+        view = float(self.params.cosine * self.tfidf[r, c] * self.idf[c])
+        return Contribution(feature, n, how, float(self.present[r, c] + self.absent[r, c]), int(self.shared_by[c]),
+                            view)
 
     def expected_absent(self, candidate: str, features: Iterable[str], limit: int = 3) -> list[tuple[str, float]]:
         """The candidate's most characteristic features that were not observed, with their rate."""
