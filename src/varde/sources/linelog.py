@@ -35,7 +35,7 @@ MAX_LINE_BYTES = 1 << 20
 #: with half the memory (measured on HttpProxy logs).
 BLOCK_BYTES = 2 << 20
 #: Rows handed on at once, at most (plus one block's): see :func:`_coalesced`.
-SEGMENT_ROWS = 65_536
+SEGMENT_ROWS = 16_384
 #: Warnings of one kind given line by line per file; beyond that they are summed up at the end.
 MAX_LINE_WARNINGS = 200
 #: Most columns a ``#Fields`` header may name (real logs have under 100; a hostile header with
