@@ -45,8 +45,9 @@ def verdict(findings: Sequence[Finding], vulns: Sequence[Vulnerability], intrude
             took.append(f"touched {len(mailboxes)} mailbox{'es' if len(mailboxes) != 1 else ''} "
                         f"({_names([m.mailbox for m in mailboxes])})")
         then = f" and {' and '.join(took)}" if took else ""
+        remove = f"remove the web shell{'s' if len(webshells) != 1 else ''}, " if webshells else ""
         summary = (f"The server was compromised: {who} got in by {how},{_when(first_intrusion)}{then}. "
-                   "Isolate the server, preserve the evidence, remove the web shells, reset the credentials "
+                   f"Isolate the server, preserve the evidence, {remove}reset the credentials "
                    "of the accounts and mailboxes named, and review the timeline from that time on.")
         return Verdict(compromised=True, confidence="high" if len(shown) >= 2 else "moderate", summary=summary)
     probes = (f"{scanners.count} source{'s' if scanners.count != 1 else ''} probed the server or tried exploits "
