@@ -101,3 +101,18 @@ def test_varde_report_re_renders_every_output_from_report_json_alone(golden_repo
         assert (case / name).read_text(encoding="utf-8") == (tmp_path / name).read_text(encoding="utf-8")
     assert "Intruders (2)" in result.output and "Mailboxes (2)" in result.output
     assert "COMPROMISED" in result.output
+
+
+def test_the_html_shows_the_text_of_the_first_evidence_references_only(golden_report):
+    """A finding with many evidence references lists them all in the HTML, but repeats the logged
+    text of the first MAX_TEXTS only (report.json keeps every text)."""
+    from varde.report.document import EvidenceRef
+    from varde.report.html import MAX_TEXTS
+
+    finding = golden_report.findings[0]
+    refs = [EvidenceRef(path="big.log", locator=f"line {n}", text=f"marker-{n:03d}") for n in range(MAX_TEXTS + 5)]
+    report = golden_report.model_copy(update={"findings": [finding.model_copy(update={"evidence": refs})]})
+    page = render_html(report)
+    assert all(f"big.log · line {n}<" in page for n in range(MAX_TEXTS + 5))
+    assert [n for n in range(MAX_TEXTS + 5) if f"marker-{n:03d}" in page] == list(range(MAX_TEXTS))
+    assert "report.json has every one" in page

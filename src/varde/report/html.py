@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from varde.analysis.tactics import attack_table
 from varde.report.console import safe
@@ -23,6 +24,9 @@ from varde.report.document import Report, Step
 #: Colours of intruders in the chart (host events of no intruder are grey).
 PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 CHART_WIDTH, ROW_HEIGHT, LABEL_WIDTH = 960, 26, 170
+#: Evidence references of one finding, step or mailbox shown with their logged text; the others
+#: are listed by place only (report.json has every text).
+MAX_TEXTS = 5
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,9 @@ class Dot:
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("varde.report", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
-                      finalize=lambda value: safe(value) if isinstance(value, str) else value,
+                      # a macro's output (Markup) was made safe value by value inside it
+                      finalize=lambda value: safe(value) if isinstance(value, str) and not isinstance(value, Markup)
+                      else value,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = lambda m: m.strftime("%Y-%m-%d %H:%M:%SZ") if m else "-"
     return env
@@ -96,5 +102,5 @@ def render_html(report: Report) -> str:
     return _environment().get_template("report.html.j2").render(
         r=report, rows=rows, dots=dots, axis=axis, colours=colours, heat=heat_map(report), findings=findings,
         names=names, titled=titled, width=CHART_WIDTH, row_height=ROW_HEIGHT, label_width=LABEL_WIDTH,
-        notice=attack_table().notice,
+        notice=attack_table().notice, max_texts=MAX_TEXTS,
     )
