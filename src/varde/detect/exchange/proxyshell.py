@@ -41,18 +41,12 @@ PROXYSHELL = _rule("varde.exchange.proxyshell.ssrf", "ProxyShell SSRF reached th
                    "critical", _SHELL[:1], True,
                    "An unauthenticated autodiscover.json request was proxied to a back-end endpoint "
                    "(PowerShell, NSPI, EWS) and succeeded.")
-PROXYSHELL_POWERSHELL = DetectorRule(
-    uid="varde.exchange.proxyshell.powershell",
-    title="ProxyShell remote PowerShell as a chosen user (CVE-2021-34523)",
-    level="critical",
-    techniques=("T1068", "T1059.001"),
-    cves=("CVE-2021-34523",),
-    exploited=True,
-    description="The SSRF reached the back-end /powershell endpoint with an X-Rps-CAT token in the query and "
+PROXYSHELL_POWERSHELL = _rule(
+    "varde.exchange.proxyshell.powershell", "ProxyShell remote PowerShell as a chosen user (CVE-2021-34523)",
+    "critical", ("CVE-2021-34523",), True,
+    "The SSRF reached the back-end /powershell endpoint with an X-Rps-CAT token in the query and "
     "succeeded: Exchange PowerShell running as the user the token names (an administrator), the elevation of "
-    "CVE-2021-34523.",
-    references=_REFS,
-)
+    "CVE-2021-34523.", ("T1068", "T1059.001"))
 PROXYSHELL_FAILED = _rule("varde.exchange.proxyshell.ssrf-failed", "ProxyShell SSRF attempt (CVE-2021-34473)",
                           "medium", _SHELL[:1], False,
                           "An unauthenticated autodiscover.json request tried to reach a back-end endpoint and "
@@ -65,17 +59,12 @@ NOTSHELL = _rule("varde.exchange.proxynotshell.ssrf", "ProxyNotShell SSRF to rem
 NOTSHELL_FAILED = _rule("varde.exchange.proxynotshell.ssrf-failed", "ProxyNotShell attempt (CVE-2022-41040)",
                         "medium", _NOTSHELL[:1], False,
                         "An authenticated autodiscover.json request aimed at remote PowerShell was refused.")
-EXPORT_WEBSHELL = DetectorRule(
-    uid="varde.exchange.proxyshell.export-webshell",
-    title="Mailbox export written as a script page into a web folder (CVE-2021-31207)",
-    level="critical",
-    techniques=("T1505.003", "T1114.002"),
-    cves=("CVE-2021-31207",),
-    exploited=True,
-    description="New-MailboxExportRequest wrote a mailbox to a .aspx file or to a UNC path of the server "
-    "itself: the ProxyShell way to drop a web shell.",
-    references=_REFS,
-)
+EXPORT_WEBSHELL = _rule(
+    "varde.exchange.proxyshell.export-webshell",
+    "Mailbox export written as a script page into a web folder (CVE-2021-31207)",
+    "critical", ("CVE-2021-31207",), True,
+    "New-MailboxExportRequest wrote a mailbox to a .aspx file or to a UNC path of the server "
+    "itself: the ProxyShell way to drop a web shell.", ("T1505.003", "T1114.002"))
 
 _AUTODISCOVER = "uri_decoded ILIKE '%/autodiscover/autodiscover.json%'"
 _TARGETS = ("(uri_decoded ILIKE '%/powershell%' OR uri_decoded ILIKE '%/mapi/nspi%' OR uri_decoded ILIKE '%/ews/%' "
