@@ -136,7 +136,7 @@ class Spool:
                 con.commit()
                 for _, path, _ in burst:
                     path.unlink()
-        except BaseException as exc:  # reported by finish(), in the parent's thread
+        except BaseException as exc:  # noqa: BLE001 -- reported by finish(), in the parent's thread
             self._failure = exc
             while jobs.get() is not None:
                 pass
