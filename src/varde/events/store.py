@@ -21,9 +21,11 @@ bounded whatever the input size; nothing is ever written next to the evidence.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -128,6 +130,7 @@ class EventStore:
         self._view_stale = True
         self._generation = 0  # counts changes to the events, for materialised derived tables
         self._derived: dict[str, int] = {}
+        self._staged = itertools.count(1)  # names of staged tables, see staged()
         self._evidence_new: list[tuple[int, str, str | None, int]] = []  # see flush_evidence
         self._evidence_done: list[tuple[int, str | None, int, int, bool]] = []
 
@@ -348,6 +351,22 @@ class EventStore:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {quote(name)} AS {sql}")
             self._derived[name] = self._generation
         return quote(name)
+
+    @contextmanager
+    def staged(self, sql: str) -> Iterator[str]:
+        """The rows of ``sql`` in a temporary table, dropped on leaving; yields its name.
+
+        For sorting or ranking a join over every partition: in one statement, DuckDB keeps a sort
+        state per partition's pipeline (hundreds of them), which at millions of events passes its
+        memory cap (out of memory at 2.8 million events under 200 MB); joined into one table first,
+        the sort reads one pipeline and spills to disk when it must.
+        """
+        name = f"_staged_{next(self._staged)}"
+        self.con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+        try:
+            yield name
+        finally:
+            self.con.execute(f"DROP TABLE IF EXISTS {name}")
 
     def event_count(self) -> int:
         """Number of events in the store."""
