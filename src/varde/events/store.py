@@ -2,8 +2,8 @@
 
 Tables (documented for users in ``docs/schema.md``):
 
-* ``partitions``: one row per (channel, event id) seen, naming its table ``events_pN``;
-* ``events_pN``: the events of one partition: the common columns of
+* ``partitions``: one row per (channel, event id) seen, naming its table (:func:`table_name`);
+* ``events_<channel>_<event id>_<hash>``: the events of one partition: the common columns of
   :data:`~varde.events.schema.COMMON_SCHEMA` and one VARCHAR column per own field;
 * ``partition_fields``: which own field is which column of which partition;
 * ``events`` (a view): every partition in the uniform schema, own fields as a JSON object;
@@ -21,8 +21,10 @@ bounded whatever the input size; nothing is ever written next to the evidence.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
+import re
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -88,6 +90,22 @@ def sql_literal(text: str) -> str:
 
 
 PartitionKey = tuple[str | None, int | None]  # (channel, event id)
+
+
+def table_name(key: PartitionKey) -> str:
+    """The table of a partition, the same in every case: ``events_``, the channel's letters and
+    digits, the event id and a short hash of both (``events_security_4624_eedaae``). Loader
+    threads create tables in whatever order they meet them, so a running number would not be."""
+    channel, event_id = key
+    slug = re.sub(r"[^a-z0-9]+", "_", (channel or "none").lower()).strip("_")[:48] or "x"
+    number = "none" if event_id is None else str(event_id).replace("-", "m")
+    digest = hashlib.sha1(repr(key).encode()).hexdigest()[:6]
+    return f"events_{slug}_{number}_{digest}"
+
+
+def _key_order(partition: Partition) -> tuple[bool, str, bool, int]:
+    channel, event_id = partition.key
+    return channel is None, channel or "", event_id is None, event_id or 0
 
 
 @dataclass
@@ -182,7 +200,7 @@ class EventStore:
             new = partition is None
             if partition is None:
                 pid = len(self.partitions) + 1
-                partition = self.partitions[key] = Partition(pid, key, f"events_p{pid}")
+                partition = self.partitions[key] = Partition(pid, key, table_name(key))
         for name in names:
             if name not in partition.columns:
                 column = partition.column_for(name)
@@ -201,10 +219,13 @@ class EventStore:
             con.unregister("_batch")
 
     def _write_catalog(self) -> None:
-        """The ``partitions`` and ``partition_fields`` rows, from the partitions in memory."""
+        """The ``partitions`` and ``partition_fields`` rows, from the partitions in memory, numbered
+        in (channel, event id) order (so the same in every case, whatever order they came in)."""
         self.con.execute("DELETE FROM partitions")
         self.con.execute("DELETE FROM partition_fields")
-        parts = sorted(self.partitions.values(), key=lambda p: p.id)
+        parts = sorted(self.partitions.values(), key=_key_order)
+        for number, partition in enumerate(parts, 1):
+            partition.id = number
         if parts:
             rows = ", ".join(f"({p.id}, ?, ?, {sql_literal(p.table)})" for p in parts)
             self.con.execute(f"INSERT INTO partitions VALUES {rows}", [v for p in parts for v in p.key])
