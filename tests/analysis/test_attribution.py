@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from varde.analysis.attack import AttackIndex, build_index, published
+from varde.analysis.attack import AttackIndex, build_index, published, published_on, stix_to_index
 from varde.analysis.attribution import PARAMS, AttributionInput, attribute
 from varde.analysis.attribution.calibrate import ece_interval, fit, summary
 from varde.analysis.attribution.countries import pooled_scores, shares
@@ -320,3 +320,30 @@ def test_cli_intel_build(tiny_dir: Path, tmp_path: Path) -> None:
     assert run.exit_code == 0, run.output
     index = AttackIndex.load(out)
     assert len(index.groups()) == 3 and index.actors["G0001"].country == "CN"
+
+
+def test_reference_dates_read_as_mitre_writes_them() -> None:
+    assert published_on("Cybereason. (2022, May 4). Operation CuckooBees. Retrieved September 22, 2022.") == "2022-05-04"
+    assert published_on("Vrabie, V. (2020, November). Dissecting a Chinese APT. Retrieved 2022.") == "2020-11"
+    assert published_on("Microsoft. (2019). A report. Retrieved March 1, 2021.") == "2019"
+    assert published_on("A page without a date.") is None
+
+
+def test_time_slice_keeps_only_the_reports_published_by_then() -> None:
+    """MITRE adds later reports to old relationships: sliced, such a citation is gone, the
+    relationship (created before the day) stays."""
+    group = {"type": "intrusion-set", "id": "intrusion-set--1", "created": "2018-01-01T00:00:00.000Z",
+             "name": "Alpha", "external_references": [{"source_name": "mitre-attack", "external_id": "G0001"}]}
+    technique = {"type": "attack-pattern", "id": "attack-pattern--1", "created": "2018-01-01T00:00:00.000Z",
+                 "name": "Brute Force", "external_references": [{"source_name": "mitre-attack", "external_id": "T1110"}]}
+    use = {"type": "relationship", "id": "relationship--1", "relationship_type": "uses",
+           "created": "2019-01-01T00:00:00.000Z", "modified": "2022-01-01T00:00:00.000Z",
+           "source_ref": "intrusion-set--1", "target_ref": "attack-pattern--1", "description": "Procedure.",
+           "external_references": [
+               {"source_name": "Old", "description": "Lab. (2018, June 5). Old report. Retrieved 2019."},
+               {"source_name": "New", "description": "Agency. (2021, July). New advisory. Retrieved 2021."}]}
+    index = stix_to_index([group, technique, use], attack_version="test")
+    assert index.citation_dates == {"Old": "2018-06-05", "New": "2021-07"}
+    assert index.uses[0].citations == ("New", "Old")
+    assert index.as_of("2020-12-08", lag=False).uses[0].citations == ("Old",)
+    assert index.as_of("2021-07-01", lag=False).uses[0].citations == ("New", "Old")

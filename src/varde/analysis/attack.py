@@ -111,6 +111,9 @@ class AttackIndex:
     notice: str = MITRE_NOTICE
     source: str = ""
     sliced: str | None = None
+    #: citation -> the day its report was published (``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``, as
+    #: precise as the reference says), from the references' texts; absent when they give none
+    citation_dates: dict[str, str] = field(default_factory=dict)
 
     # -- views -------------------------------------------------------------------------------
 
@@ -129,7 +132,9 @@ class AttackIndex:
         return feature
 
     def as_of(self, day: date | str, lag: bool = True) -> AttackIndex:
-        """The index as it was known on ``day`` (see the module docstring for ``lag``)."""
+        """The index as it was known on ``day`` (see the module docstring for ``lag``). A relationship
+        created before then keeps only the reports published by then among its citations (MITRE
+        adds later reports to old relationships)."""
         cut = day.isoformat() if isinstance(day, date) else str(day)[:10]
 
         def known(created: str) -> bool:
@@ -139,7 +144,8 @@ class AttackIndex:
         techniques = {k: t for k, t in self.techniques.items() if known(t[2])}
         software = {k: s for k, s in self.software.items() if known(s[3])}
         ends = actors.keys() | techniques.keys() | software.keys()
-        uses = [u for u in self.uses if known(u.created) and u.source in ends and u.target in ends]
+        uses = [replace(u, citations=tuple(c for c in u.citations if self.citation_dates.get(c, "") <= cut))
+                for u in self.uses if known(u.created) and u.source in ends and u.target in ends]
         actors = {k: replace(a, attributed_to=tuple(g for g in a.attributed_to if g in actors))
                   for k, a in actors.items()}
         return replace(self, techniques=techniques, software=software, actors=actors, uses=uses,
@@ -158,6 +164,7 @@ class AttackIndex:
             "software": {k: [n, ty, list(al), c] for k, (n, ty, al, c) in sorted(self.software.items())},
             "actors": {k: _actor_json(a) for k, a in sorted(self.actors.items())},
             "citations": names,
+            "citation_dates": [self.citation_dates.get(n, "") for n in names],
             "uses": [[u.source, u.target, u.created, [number[c] for c in u.citations], u.text]
                      for u in sorted(self.uses, key=lambda u: (u.source, u.target, u.created))],
             "misp": self.misp,
@@ -177,6 +184,7 @@ class AttackIndex:
                   for s, t, c, refs, text in data["uses"]],
             misp=data.get("misp", []), notice=data.get("notice", MITRE_NOTICE),
             source=data.get("source", ""),
+            citation_dates={c: d for c, d in zip(cites, data.get("citation_dates", []), strict=False) if d},
         )
         return _with_misp(index)
 
@@ -275,13 +283,42 @@ def stix_to_index(objects: Iterable[dict], source: str = "", attack_version: str
             continue
         by_id[obj["id"]] = ext
     uses, attributed = _relations(relations, by_id)
+    dates = citation_dates(relations)
     for campaign, group in sorted(attributed):
         a = actors[campaign]
         actors[campaign] = replace(a, attributed_to=tuple(sorted({*a.attributed_to, group})))
     version = attack_version or release_of(newest)
     log.info("ATT&CK %s: %d techniques, %d software, %d actors, %d uses",
              version, len(techniques), len(software), len(actors), len(uses))
-    return AttackIndex(version, techniques, software, actors, uses, source=source)
+    return AttackIndex(version, techniques, software, actors, uses, source=source, citation_dates=dates)
+
+
+#: A reference's publication date as MITRE writes it: ``Author. (2021, March 2). Title. Retrieved ...``.
+_PUBLISHED = re.compile(r"\((\d{4})(?:,\s*([A-Z][a-z]+)(?:\s+(\d{1,2}))?)?\)")
+_MONTHS = {m: n for n, m in enumerate(("January", "February", "March", "April", "May", "June", "July", "August",
+                                        "September", "October", "November", "December"), 1)}
+
+
+def published_on(description: str) -> str | None:
+    """The publication date of a reference (``2021-03-02``, ``2020-11`` or ``2019``), or None."""
+    match = _PUBLISHED.search(description)
+    if match is None:
+        return None
+    year, month, day = match.groups()
+    if month not in _MONTHS:
+        return year
+    return f"{year}-{_MONTHS[month]:02d}" + (f"-{int(day):02d}" if day else "")
+
+
+def citation_dates(relations: Iterable[dict]) -> dict[str, str]:
+    """Each cited source's publication date (the earliest any of its references gives)."""
+    out: dict[str, str] = {}
+    for rel in relations:
+        for ref in rel.get("external_references", []):
+            name, day = ref.get("source_name"), published_on(ref.get("description") or "")
+            if name and day and (name not in out or day < out[name]):
+                out[name] = day
+    return out
 
 
 def _relations(relations: list[dict], by_id: dict[str, str]) -> tuple[list[Use], set[tuple[str, str]]]:
