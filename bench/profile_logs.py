@@ -82,7 +82,7 @@ def charged(owner: object, attr: str, name: str | None = None, children: bool = 
 
 
 def instrument(sigma_threads: int) -> None:
-    import varde.pipeline as pipeline
+    from varde import pipeline
     from varde.case import Case
     from varde.detect import exchange
     from varde.detect.sigma import engine

@@ -17,7 +17,7 @@ common to be worth testing are left out (``cs-method = 'get'`` holds for most re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 from varde.detect.sigma.compile import literal
 
