@@ -82,6 +82,7 @@ def charged(owner: object, attr: str, name: str | None = None, children: bool = 
 
 
 def instrument(sigma_threads: int) -> None:
+    from varde import ingest as top_ingest
     from varde import pipeline
     from varde.case import Case
     from varde.detect import exchange
@@ -94,6 +95,10 @@ def instrument(sigma_threads: int) -> None:
     charged(pipeline, "load_rulesets", "1 rules: load")
     charged(ingest.WorkerPool, "run", "2 read:  worker pool (parent side + workers)", children=True)
     charged(pipeline, "_read", "2 read: reader workers + spool + store insert", children=True)
+    charged(pipeline, "plan", "2 read:  discovery (plan)")
+    charged(top_ingest.Spool, "finish", "2 read:  spool finish (loads after the pool)")
+    charged(top_ingest, "fill_hashes", "2 read:  fill_hashes")
+    charged(EventStore, "refresh_view", "2 read:  refresh_view (catalog, events view)")
     charged(pipeline, "_yara", "3 yara")
     charged(engine.SigmaEngine, "run", "4 sigma: engine.run (total)")
     charged(engine, "list_groups", "4 sigma:  list_groups")
