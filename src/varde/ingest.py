@@ -57,7 +57,7 @@ LOAD_ROWS = 8_192
 #: every 2 loads, 4.0 s every 8), while every table written in a transaction holds its own
 #: buffers until the commit.
 TRANSACTION_LOADS = 16
-TRANSACTION_ROWS = 65_536
+TRANSACTION_ROWS = 32_768
 
 
 class Spool:
