@@ -39,12 +39,15 @@ def test_a_full_partition_is_handed_on_alone(tmp_path: Path) -> None:
     assert [(b.key, b.rows) for b in batches[1:]] == [(("Security", 4625), 1)]
 
 
-def test_all_partitions_are_handed_on_when_enough_events_are_held(tmp_path: Path) -> None:
+def test_the_largest_partitions_are_handed_on_when_enough_events_are_held(tmp_path: Path) -> None:
     batches: list[PartitionBatch] = []
-    context = _context(tmp_path, batches, batch=3, pending=4)
-    for event_id in (1, 2, 1, 3):
+    context = _context(tmp_path, batches, batch=4, pending=6)
+    for event_id in (1, 2, 1, 3, 1, 2):
         _add(context, event_id, Data=str(event_id))
-    assert sorted((b.key[1], b.rows) for b in batches) == [(1, 2), (2, 1), (3, 1)]
+    # six held: the largest (1: three events) goes, which leaves half (2: two, 3: one) to grow
+    assert [(b.key[1], b.rows) for b in batches] == [(1, 3)]
+    context.flush()
+    assert sorted((b.key[1], b.rows) for b in batches) == [(1, 3), (2, 2), (3, 1)]
 
 
 def test_cutting_keeps_every_event_with_its_key_and_fields(tmp_path: Path) -> None:

@@ -19,9 +19,12 @@ import dataclasses
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
 
 from varde.analysis.hosts import HostIdentity, event_columns, named
 from varde.detect.sigma.findings import MAX_EVIDENCE, sort_findings
@@ -36,13 +39,16 @@ _FIELDS = (*_ADDRESS_FIELDS, *_AGENT_FIELDS, "s-ip", "s-port")
 #: The IIS site of Exchange's back end: its clients are the front-end servers.
 BACKEND_PORT = "444"
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+#: The attributes of a hit that has none (shared: hits never change their attributes).
+_NO_ATTRS: dict[str, str] = {}
 #: Ids of findings regrouped by host: uuid5 of (detector, rule, canonical host) in this namespace.
 _NAMESPACE = uuid.UUID("3c5d8e1a-7b2f-4e60-8d19-7661726465f3")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hit:
-    """One matched event of one finding."""
+    """One matched event of one finding. A case holds one per match (tens of thousands on a busy
+    server), so it is slotted and shares its repeated texts (file, host) and its empty attributes."""
 
     finding: Finding
     key: int
@@ -83,7 +89,7 @@ def load_hits(store: EventStore, findings: Sequence[Finding],
     address = "coalesce(" + ", ".join(f"nullif(e.{quote(n)}, '-')" for n in _ADDRESS_FIELDS) + ")"
     agent = "coalesce(" + ", ".join(f"nullif(e.{quote(n)}, '-')" for n in _AGENT_FIELDS) + ")"
     sigma = "m.detector = 'sigma'"
-    rows = store.query(f"""
+    rows = store.con.execute(f"""
         WITH m AS (SELECT 'exchange' AS detector, rule_uid, key, attrs::VARCHAR AS attrs FROM detector_matches
             UNION ALL SELECT DISTINCT 'sigma', rule_uid, key, NULL FROM sigma_matches)
         SELECT m.detector, m.rule_uid, m.key, e.ts, e.host, v.path, e.locator, m.attrs,
@@ -92,18 +98,28 @@ def load_hits(store: EventStore, findings: Sequence[Finding],
         FROM m JOIN {events} e USING (key) JOIN evidence v ON v.id = e.evidence
         ORDER BY 4 NULLS LAST, 3, 2""")  # one pass over the events for both kinds of matches
     out = []
-    for detector, uid, key, ts, host, path, locator, attrs, address, agent, server, port in rows:
+    shared: dict[str, str] = {}  # one object per distinct file and host name
+    for detector, uid, key, ts, host, path, locator, attrs, address, agent, server, port in _rows(rows):
         finding = by_rule.get((detector, uid, host))
         if finding is None:  # a hidden rule (a correlation's base) or one whose finding was dropped
             continue
         given = json.loads(attrs) if attrs else {"source_ip": address, "user_agent": agent}
-        values = {k: str(v) for k, v in given.items() if v not in (None, "")}
+        values = {k: str(v) for k, v in given.items() if v not in (None, "")} or _NO_ATTRS
         if relayed(values.get("source_ip"), server, port):
-            values["relay"] = values.pop("source_ip")
+            values = {**values, "relay": values["source_ip"]}
+            del values["source_ip"]
         canonical = identity.of(host, path)
         logged = host if named(host) and host != canonical else None
-        out.append(Hit(finding, int(key), utc(ts), canonical, path, locator, values, logged))
+        path = shared.setdefault(path, path)
+        out.append(Hit(finding, int(key), utc(ts), canonical and shared.setdefault(canonical, canonical), path,
+                       locator, values, logged))
     return regroup(findings, out)
+
+
+def _rows(result: duckdb.DuckDBPyConnection, size: int = 8192) -> Iterator[tuple[Any, ...]]:
+    """The rows of a query result, fetched a block at a time (never all at once)."""
+    while block := result.fetchmany(size):
+        yield from block
 
 
 def relayed(source: str | None, server: str | None, port: str | None) -> bool:

@@ -111,7 +111,7 @@ class Partition:
 class EventStore:
     """A DuckDB case database. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, path: Path, memory_limit: str = "400MB", threads: int = 2) -> None:
+    def __init__(self, path: Path, memory_limit: str = "200MB", threads: int = 2) -> None:
         self.path = path
         try:
             self.con = duckdb.connect(str(path))
