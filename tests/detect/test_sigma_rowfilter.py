@@ -1,6 +1,7 @@
 """The row filter (detect/sigma/rowfilter.py) only saves work: a hunt over IIS lines finds the same
-events with it as without it, for keyword rules, wildcards inside values, value lists joined by
-"and", regular expressions and negations; and rules do run behind a filter."""
+events with it as without it, for keywords (one with a wildcard inside), value lists joined by
+"and", prefixes, suffixes and exact values; and a rule the filter cannot serve (a regular
+expression) turns it off."""
 
 from __future__ import annotations
 
@@ -34,29 +35,40 @@ detection:
     condition: selection
 level: high
 """,
-    "regex.yml": """\
+    "ends.yml": """\
 title: Script page under owa/auth
 id: 7d3a7b52-0d7e-4a3c-9a43-1d2f7e6b0003
 logsource: {category: webserver}
 detection:
     selection:
-        cs-uri-stem|re: '(?i)^/owa/auth/[^/]+\\.aspx$'
+        cs-uri-stem|startswith: '/owa/auth/'
+        cs-uri-stem|endswith: '.aspx'
     condition: selection
 level: medium
 """,
-    "not.yml": """\
-title: Not a browser, on OWA
+    "exact.yml": """\
+title: OWA by curl
 id: 7d3a7b52-0d7e-4a3c-9a43-1d2f7e6b0004
 logsource: {category: webserver}
 detection:
     selection:
-        cs-uri-stem|startswith: '/owa/'
-    browser:
-        cs-user-agent|contains: 'mozilla'
-    condition: selection and not browser
+        cs-uri-stem: '/owa/'
+        cs-user-agent: 'curl/7.68'
+    condition: selection
 level: low
 """,
 }
+
+REGEX = """\
+title: Any aspx page requested by curl
+id: 7d3a7b52-0d7e-4a3c-9a43-1d2f7e6b0005
+logsource: {category: webserver}
+detection:
+    selection:
+        cs-uri-stem|re: '(?i)\\.aspx$'
+    condition: selection
+level: low
+"""
 
 ATTACKS = [
     Y_JS,
@@ -67,10 +79,10 @@ ATTACKS = [
 ]
 
 
-def _hunt(tmp_path: Path, name: str) -> set[tuple[str, str]]:
-    rules = tmp_path / "rules"
-    rules.mkdir(exist_ok=True)
-    for file, text in RULES.items():
+def _hunt(tmp_path: Path, name: str, extra: dict[str, str] | None = None) -> set[tuple[str, str]]:
+    rules = tmp_path / f"rules-{name}"
+    rules.mkdir()
+    for file, text in {**RULES, **(extra or {})}.items():
         (rules / file).write_text(text)
     evidence = tmp_path / "evidence" / "W3SVC1"
     if not evidence.exists():
@@ -80,10 +92,13 @@ def _hunt(tmp_path: Path, name: str) -> set[tuple[str, str]]:
             lines[n * 300 + 7] = attack
         (evidence / "u_ex210303.log").write_text(HEADER + "\r\n".join(lines) + "\r\n")
     result = hunt([evidence.parent], tmp_path / name, HuntOptions((rules,), builtin_rules=False, workers=0))
-    return {(f.rule_id, ref.locator) for f in result.report.findings for ref in f.evidence}
+    return {(f.rule_id, ref.locator) for f in result.report.findings for ref in f.evidence
+            if f.rule_id.startswith("7d3a7b52")}
 
 
-def test_same_matches_with_and_without_the_row_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def filtered_plans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the plans that ran behind a row filter; a filter for any plan of 2 rules or more."""
     kept: list[int] = []
     original = engine.SigmaEngine._run_rows
 
@@ -93,14 +108,25 @@ def test_same_matches_with_and_without_the_row_filter(tmp_path: Path, monkeypatc
             kept.append(len(plan))
 
     monkeypatch.setattr(engine.SigmaEngine, "_run_rows", counting)
+    monkeypatch.setattr(engine, "FILTER_RULES", 2)
+    return kept
+
+
+def test_same_matches_with_and_without_the_row_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      filtered_plans: list[int]) -> None:
     filtered = _hunt(tmp_path, "filtered")
-    assert kept, "no rule ran behind a row filter"
-    kept.clear()
+    assert filtered_plans == [len(RULES)]
     monkeypatch.setattr(engine, "necessary", lambda pre, rank=None: None)
     unfiltered = _hunt(tmp_path, "unfiltered")
     assert filtered == unfiltered
-    ours = {uid[-1] for uid, _ in filtered if uid.startswith("7d3a7b52")}
-    assert ours == {"1", "2", "3", "4"}  # every rule matched something
+    assert {uid[-1] for uid, _ in filtered} == {"1", "2", "3", "4"}  # every rule matched something
+
+
+def test_a_rule_without_a_selective_condition_turns_the_filter_off(tmp_path: Path,
+                                                                   filtered_plans: list[int]) -> None:
+    found = _hunt(tmp_path, "regex", {"regex.yml": REGEX})
+    assert filtered_plans == []
+    assert "7d3a7b52-0d7e-4a3c-9a43-1d2f7e6b0005" in {uid for uid, _ in found}
 
 
 def test_an_and_keeps_only_its_selective_parts() -> None:

@@ -39,6 +39,9 @@ CHUNK_RULES = 100
 #: Groups with fewer events are matched straight from their partitions, without a temporary table.
 SMALL_GROUP_ROWS = 1_000
 
+#: Plans of fewer rules run without a row filter: the filter costs about what a rule does.
+FILTER_RULES = 10
+
 #: Sigma field names that are common columns of the event schema, not own fields.
 COMMON_FIELDS = {
     "EventID": "CAST(event_id AS VARCHAR)",
@@ -260,17 +263,17 @@ class SigmaEngine:
 
     def _run_union(self, con: duckdb.DuckDBPyConnection, groups: list[Group], plan: list[tuple[str, Predicate]],
                    rank: Callable[[Atom], int | None] = by_length) -> None:
-        """Run ``plan`` over the events of ``groups``: the rules whose prefilter has a selective
-        necessary condition on the rows where one of those holds (:mod:`rowfilter`), the others
-        on every row (``rank`` says which prefilter atoms hold for few rows)."""
-        conditions = [necessary(p.pre, rank) for _, p in plan]
-        rest = [rule for rule, condition in zip(plan, conditions, strict=True) if condition is None]
-        if rest:
-            self._run_rows(con, groups, rest, lambda expression: None)
-        kept = [c for c in conditions if c is not None]
-        if kept:
-            filtered = [rule for rule, condition in zip(plan, conditions, strict=True) if condition is not None]
-            self._run_rows(con, groups, filtered, lambda expression: row_filter(kept, expression, rank))
+        """Run ``plan`` over the events of ``groups``; when every rule's prefilter has a selective
+        necessary condition, only on the rows where one of those holds (:mod:`rowfilter`;
+        ``rank`` says which prefilter atoms hold for few rows). A rule without one needs every
+        row, and then a filter would only add a pass; so would one for a few rules (FILTER_RULES)."""
+        conditions: list[tuple | None] = [None]
+        if len(plan) >= FILTER_RULES and all(p.pre is not None for _, p in plan):  # rank may count values
+            conditions = [necessary(p.pre, rank) for _, p in plan]
+        if any(c is None for c in conditions):
+            self._run_rows(con, groups, plan, lambda expression: None)
+        else:
+            self._run_rows(con, groups, plan, lambda expression: row_filter(conditions, expression, rank))
 
     def _run_rows(self, con: duckdb.DuckDBPyConnection, groups: list[Group], plan: list[tuple[str, Predicate]],
                   where: Callable[[Callable[[str], str]], str | None]) -> None:

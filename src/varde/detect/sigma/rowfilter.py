@@ -11,7 +11,7 @@ the text, not one per string). The rules then run on those rows alone, with thei
 the matches are the same.
 
 A rule whose prefilter is "may match" (negations, regular expressions) or holds for most rows
-needs every row: the engine runs such rules apart, on all rows. Of an "and" the parts too
+needs every row: then the engine filters nothing. Of an "and" the parts too
 common to be worth testing are left out (``cs-method = 'get'`` holds for most requests).
 """
 
