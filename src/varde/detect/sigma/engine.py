@@ -255,7 +255,8 @@ class SigmaEngine:
     def _run_group(self, con: duckdb.DuckDBPyConnection, group: Group, plan: list[tuple[str, Predicate]]) -> None:
         """Run ``plan`` on one group, after dropping the rules its prefilter values rule out."""
         resolve = field_resolver([name for name, _ in group.columns])
-        values = GroupValues(con, lambda field: column_expression(Column(field, False), group, resolve), group.rows)
+        values = GroupValues(con, lambda field: column_expression(Column(field, False), group, resolve), group.rows,
+                             group.events)
         values.load({f for _, p in plan for f in _atom_fields(p.pre)})
         plan = [(uid, p) for uid, p in plan if values.may_match(p.pre)]
         if plan:
@@ -350,11 +351,17 @@ class GroupValues:
     #: Fields with at most this many distinct values have their rows per value counted, to
     #: judge which prefilter atoms are worth a row filter (see ``rank``).
     SMALL = 1000
+    #: Fields with more distinct values are not indexed, in groups that may have them: the
+    #: distinct list of a web log's URIs is as large as the log, and under DuckDB's memory limit
+    #: two such lists at once (two groups on two threads) do not fit. Counted first (HyperLogLog).
+    MAX_VALUES = 50_000
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, expression: Callable[[str], str], rows: str) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, expression: Callable[[str], str], rows: str,
+                 events: int = 0) -> None:
         self.con = con
         self.expression = expression  # field -> SQL of its lower-cased value in ``rows``
         self.rows = rows  # SQL selecting the group's rows
+        self.events = events  # rows in the group
         self._columns: dict[str, tuple[set[str], str] | None] = {}
         self._histograms: dict[str, dict[str, int]] | None = None  # see _counts
 
@@ -362,6 +369,11 @@ class GroupValues:
         """Fetch the distinct values of ``fields`` in one scan of the group's rows."""
         self._columns.update({TEXT_FIELD: None} if TEXT_FIELD in fields else {})  # every event's text differs
         names = sorted(fields - set(self._columns))
+        if names and self.events > self.MAX_VALUES:
+            counts = self.con.execute(f"SELECT {', '.join(f'approx_count_distinct({self.expression(n)})' for n in names)} "
+                                      f"FROM ({self.rows})").fetchall()[0]
+            self._columns.update({n: None for n, c in zip(names, counts, strict=True) if c > self.MAX_VALUES})
+            names = [n for n, c in zip(names, counts, strict=True) if c <= self.MAX_VALUES]
         if not names:
             return
         lists = ", ".join(
