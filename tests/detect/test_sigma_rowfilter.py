@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 from sources.test_w3c import HEADER, OWA, SHELL, Y_JS
 
@@ -139,3 +140,14 @@ def test_an_and_keeps_only_its_selective_parts() -> None:
 def test_texts_are_matched_literally() -> None:
     sql = rowfilter.row_filter([("atom", "f", "eq", ["a.b(c)*"])], lambda field: field)
     assert "'^a\\.b\\(c\\)\\*$'" in sql
+
+
+def test_fields_with_too_many_distinct_values_are_not_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT 'u' || range AS uri, 'get' AS method FROM range(2000)")
+    monkeypatch.setattr(engine.GroupValues, "MAX_VALUES", 100)
+    values = engine.GroupValues(con, lambda field: f"lower({field})", "SELECT * FROM t", events=2000)
+    values.load({"uri", "method"})
+    assert values.may_match(("atom", "uri", "eq", ["nowhere"]))  # not listed: may match
+    assert not values.may_match(("atom", "method", "eq", ["post"]))  # listed: 'post' is not there
+    assert values.rank(("atom", "method", "eq", ["get"])) is None  # every row: no filter on it
