@@ -34,15 +34,23 @@ def main() -> None:
                 "E2 techniques+software, research protocol (leaks)"):
         s = r[key]
         lines.append(f"| {key} | {s['cases']} | {s['top1']:.3f} | {s['top5']:.3f} | {s['top10']:.3f} | {s['mrr']:.3f} |")
-    chosen = r["E1 techniques+software, cross-fitted hyperparameters"]["chosen_per_half"]
-    lines.append(f"\n- hyperparameters chosen on each half of the groups (by MRR, measured on the other half): {chosen}")
+    chosen = r["E1 techniques+software, cross-fitted hyperparameters"]
+    lines.append(f"\n- hyperparameters chosen on each half of the groups (by MRR, measured on the other half): "
+                 f"{chosen['chosen_per_half']}; best on all E1 cases: {chosen['best_on_all']}")
+    lines.append("- ceiling (share of cases whose group keeps a feature of the query once the case's reports are "
+                 "forgotten): " + ", ".join(f"{k} {r[k]['ceiling']:.3f}" for k in (
+                     "E1 techniques", "E1 techniques+software", "E2 techniques", "E2 techniques+software")))
     for key in ("E3 techniques", "E3 techniques+software"):
-        s = r[key]
-        lines.append(f"\n- {key}: {s['cases']} cases, country of top candidate {s['country_of_top_candidate']:.3f}, "
-                     f"most probable country {s['most_probable_country']:.3f}")
+        s, m = r[key], r[f"{key}, cross-fitted country mixture"]
+        lines.append(f"- {key}: {s['cases']} cases, country of top candidate {s['country_of_top_candidate']:.3f}, "
+                     f"most probable country {s['most_probable_country']:.3f} (shipped mixture); plain sum "
+                     f"{m['plain_sum']:.3f}, cross-fitted mixture {m['most_probable_country']:.3f} (chosen "
+                     f"{m['chosen_per_half']}, best on all {m['best_on_all']})")
     c = r["calibration"]
-    lines.append(f"- calibration (E1 techniques+software plus {c['novel_cases']} cases whose group was removed): "
-                 f"ECE {c['ece']:.3f}, Brier (truth) {c['brier']:.3f}, top-answer accuracy {c['accuracy']:.3f}\n")
+    low, high = c["ece_interval_95"]
+    lines.append(f"- calibration, cross-fitted (E1 techniques+software plus {c['novel_cases']} cases whose group was "
+                 f"removed): ECE {c['ece']:.3f} (95% bootstrap interval {low:.3f}-{high:.3f}), Brier (truth) "
+                 f"{c['brier']:.3f}, top-answer accuracy {c['accuracy']:.3f}\n")
     with (ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     print("\n".join(lines))

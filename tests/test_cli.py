@@ -20,7 +20,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import varde.cli as cli
+from varde import cli
 from varde.cli import app
 
 VARDE = Path(sys.executable).with_name("varde")
@@ -51,6 +51,7 @@ def run_varde(
     environment.update(env or {})
     return subprocess.run(
         [str(VARDE), *map(str, args)],
+        check=False,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

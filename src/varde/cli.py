@@ -12,7 +12,7 @@ import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import typer
 from rich.console import Console
@@ -45,7 +45,7 @@ err = Console(stderr=True, highlight=False)
 class RichProgress:
     """Progress bars for reading (bytes) and matching (event groups), on a terminal only."""
 
-    LABELS = {"read": "Reading evidence", "match": "Matching rules", "yara": "Scanning files (YARA)"}
+    LABELS: ClassVar[dict[str, str]] = {"read": "Reading evidence", "match": "Matching rules", "yara": "Scanning files (YARA)"}
 
     def __init__(self, quiet: bool) -> None:
         self.bar = Progress(

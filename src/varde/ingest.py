@@ -146,7 +146,7 @@ class Spool:
                     rows = self._commit(con, done)
             if done and self._failure is None:
                 self._commit(con, done)
-        except BaseException as exc:  # reported by finish(), in the parent's thread
+        except BaseException as exc:  # noqa: BLE001 -- reported by finish(), in the parent's thread
             self._failure = exc
             while jobs.get() is not None:
                 pass

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from varde.analysis.attack import AttackIndex, build_index, published
 from varde.analysis.attribution import PARAMS, AttributionInput, attribute
-from varde.analysis.attribution.calibrate import fit
+from varde.analysis.attribution.calibrate import ece_interval, fit, summary
+from varde.analysis.attribution.countries import pooled_scores, shares
 from varde.analysis.attribution.evaluate import campaign_cases, loro_cases, run_case
 from varde.analysis.attribution.indicators import load_set
 from varde.analysis.attribution.model import Basis, Profiles, posterior
@@ -146,6 +147,39 @@ def test_held_out_view_equals_an_index_without_the_report(tiny: AttackIndex) -> 
     assert held.scores(query) == pytest.approx(rebuilt.scores(query))
     assert not held.direct[held.row["G0001"], held.column["S0001"]]
     assert held.direct[held.row["G0001"], held.column["T1190"]]  # R2 still supports it
+
+
+def test_closest_report_explains_itself_and_is_forgotten(tiny: AttackIndex) -> None:
+    """The closest-report view names the report in the evidence, and a held-out view that
+    forgets the report no longer sees it (R2, the group's other report, cites one feature only,
+    fewer than a report profile needs)."""
+    query = ["T1190", "T1505.003", "S0001"]
+    result = attribute(AttributionInput(techniques=query[:2], software=query[2:]), tiny)
+    alpha = next(c for c in result.candidates if c.attack_id == "G0001")
+    assert any(e.startswith("closest report: R1 shares 3 of its 3 features") for e in alpha.evidence_for)
+    basis = Basis(tiny)
+    full, held = Profiles(basis, PARAMS), Profiles(basis, PARAMS, frozenset({"R1"}))
+    assert full.closest("G0001", query).report == "R1"
+    assert held.closest("G0001", query) is None
+    assert held.views(query)[2][held.row["G0001"]] == 0.0 < full.views(query)[2][full.row["G0001"]]
+
+
+def test_country_mixture_keeps_the_mass(tiny: AttackIndex) -> None:
+    profiles = Profiles(Basis(tiny), PARAMS)
+    query = ["T1190", "T1505.003", "S0001"]
+    country_of = {"G0001": "CN", "G0002": "RU"}.get
+    pooled = pooled_scores(profiles, query, country_of)
+    assert max(pooled, key=pooled.get) == "CN"
+    probs = {"G0001": 0.5, "G0002": 0.2, "G0003": 0.1}
+    assert shares(probs, 0.2, pooled, country_of, 0.0, 4.0) == {"CN": 0.5, "RU": 0.2}
+    mixed = shares(probs, 0.2, pooled, country_of, 0.5, 4.0)
+    assert sum(mixed.values()) == pytest.approx(0.7) and mixed["CN"] > 0.5
+
+
+def test_ece_interval_brackets_the_ece() -> None:
+    judged = [(0.2 + 0.6 * (i % 7) / 6, i % 3 != 0, 0.5) for i in range(300)]
+    low, high = ece_interval(judged)
+    assert low <= summary(judged)["ece"] <= high
 
 
 def test_research_campaign_protocol_keeps_the_reports(tiny: AttackIndex) -> None:

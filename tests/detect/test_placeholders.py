@@ -64,7 +64,7 @@ def test_placeholder_values_from_file(tmp_path: Path) -> None:
 
 
 def test_placeholder_missing_from_file_is_skipped_with_its_name(tmp_path: Path) -> None:
-    rules, evidence = _case(tmp_path)
+    rules, _ = _case(tmp_path)
     values = tmp_path / "placeholders.yml"
     values.write_text(yaml.safe_dump({"Workstations": ["ws1"]}))
     ruleset = load_ruleset(rules, load_placeholders(values))

@@ -107,7 +107,7 @@ class EvtxReader:
                     record = next(records)
                 except StopIteration:
                     break
-                except Exception as exc:  # the parser reports damage as RuntimeError
+                except Exception as exc:  # noqa: BLE001 -- the parser reports damage as RuntimeError
                     match = _CHUNK_ERROR.search(str(exc))
                     out.warn(f"chunk {match.group(1)}" if match else None, f"unreadable data: {exc}")
                     continue

@@ -89,7 +89,7 @@ def read_one(task: Task, send: Callable[[tuple], None], scratch: Path, limits: A
     complete = True
     try:  # a file read in parts is hashed by the parent (see varde.ingest), not by each part
         digest = sha256_of(task.evidence, limits) if task.part is None else None
-    except Exception as exc:  # unreadable input is reported, never fatal
+    except Exception as exc:  # noqa: BLE001 -- unreadable input is reported, never fatal
         send(("warn", None, f"cannot be read: {exc}", 0))
         send(("done", None, 0, 0, False))
         return

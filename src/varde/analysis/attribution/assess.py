@@ -20,13 +20,14 @@ from pydantic import BaseModel, ConfigDict
 
 from varde.analysis.attack import AttackIndex, Use
 from varde.analysis.attribution import indicators as ioc
+from varde.analysis.attribution.countries import pooled_scores, shares
 from varde.analysis.attribution.model import Params, Profiles, posterior
 from varde.analysis.attribution.words import Scale, confidence, likelihood
 from varde.report.document import Attribution, AttributionCandidate, CountryShare
 
 # Fitted on held-out ATT&CK cases (bench/attribution_bench.py), never per case.
-PARAMS = Params(alpha=0.1, implied=0.1, cosine=2.0, idf_power=2.0, temperature=5.66,
-                unknown=(-0.7399, -0.1909, -0.113, 0.4139))
+PARAMS = Params(alpha=0.1, implied=0.1, cosine=2.0, idf_power=2.0, reports=2.0, top_reports=3,
+                country_mix=0.0, temperature=8.0, unknown=(-0.836, -0.204, -0.101, 0.5584))
 VICTIM_COUNTRY_FACTOR = 2.0  # prior weight when MISP lists the victim's country for the actor
 VICTIM_SECTOR_FACTOR = 1.5
 CODE_MATCH_RATIO = 50.0  # a YARA rule naming the actor itself
@@ -34,8 +35,8 @@ MIN_PROBABILITY = 0.01
 MAX_CANDIDATES = 10
 SPECIFIC = 3  # a feature shared by at most this many groups is specific
 METHOD = ("Bernoulli naive-Bayes likelihood ratios of ATT&CK techniques and software per report "
-          "(IDF-like specificity) plus a TF-IDF profile view, actor-labelled indicator and code "
-          "matches, victimology prior; "
+          "(IDF-like specificity) plus a TF-IDF profile view and the closest cited reports, "
+          "actor-labelled indicator and code matches, victimology prior; "
           "softmax with an explicit unknown-actor mass")
 
 
@@ -114,7 +115,8 @@ def attribute(evidence: AttributionInput, index: AttackIndex, as_of: date | str 
     candidates = [_candidate(view, profiles, c, probs[c], scores[c], known, strong.get(c, []), scale)
                   for c in listed]
     return Attribution(
-        candidates=candidates, countries=_countries(view, probs, scale), unknown_probability=round(unknown, 4),
+        candidates=candidates, countries=_countries(view, profiles, known, probs, unknown, scale),
+        unknown_probability=round(unknown, 4),
         attack_version=view.attack_version, as_of=view.sliced, scale=scale, method=METHOD,
         notes=notes, notice=view.notice)
 
@@ -167,7 +169,8 @@ def _candidate(index, profiles, cid, p, score, known, strong, scale) -> Attribut
     strong_count = sum(1 for s in strong if not s.startswith("weak: "))
     groups = sum(1 for c in profiles.candidates if c.startswith("G"))
     quotes = _procedures(index, cid)
-    evidence_for = [*strong, *(_why(index, c, groups, quotes.get(c.feature)) for c in contributions if c.reports)]
+    evidence_for = [*strong, *_closest(profiles, cid, known),
+                    *(_why(index, c, groups, quotes.get(c.feature)) for c in contributions if c.reports)]
     against = [f"{c.feature} {index.name_of(c.feature)}: observed, not documented for {actor.name} "
                f"(llr {c.llr:+.2f})" for c in reversed(contributions) if not c.reports][:5]
     against += [f"{f} {index.name_of(f)}: in {rate:.0%} of {actor.name}'s reports, not observed"
@@ -179,6 +182,17 @@ def _candidate(index, profiles, cid, p, score, known, strong, scale) -> Attribut
         confidence=confidence(specific, len(known), strong_count, p),
         evidence_for=evidence_for, evidence_against=against,
         kind="campaign" if actor.is_campaign else "group", score=round(score, 3))
+
+
+def _closest(profiles: Profiles, cid: str, known: list[str]) -> list[str]:
+    """The closest-report view's evidence: the candidate's most similar cited report."""
+    near = profiles.closest(cid, known)
+    if near is None or not near.shared:
+        return []
+    text = (f"closest report: {near.report} shares {near.shared} of its {near.size} features with the "
+            f"observed {len(known)} (similarity {near.similarity:.2f}, report view weight "
+            f"{profiles.params.reports:g} over the best {profiles.params.top_reports})")
+    return [text]
 
 
 def _procedures(index: AttackIndex, cid: str) -> dict[str, Use]:
@@ -205,13 +219,15 @@ def _campaign_country(index: AttackIndex, actor) -> str | None:
     return countries.pop() if len(countries) == 1 else None
 
 
-def _countries(index: AttackIndex, probs: dict[str, float], scale: Scale) -> list[CountryShare]:
-    total: dict[str, float] = defaultdict(float)
-    for c, p in probs.items():
+def _countries(index: AttackIndex, profiles: Profiles, known: list[str], probs: dict[str, float],
+               unknown: float, scale: Scale) -> list[CountryShare]:
+    def country_of(c: str) -> str | None:
         actor = index.actors[c]
-        country = actor.country or _campaign_country(index, actor)
-        if country:
-            total[country] += p
+        return actor.country or _campaign_country(index, actor)
+
+    p = profiles.params
+    pooled = pooled_scores(profiles, known, country_of) if p.country_mix > 0 else {}
+    total = shares(probs, unknown, pooled, country_of, p.country_mix, p.country_temperature)
     ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
     return [CountryShare(country=k, probability=round(v, 4), likelihood=likelihood(v, scale))
             for k, v in ranked if v >= MIN_PROBABILITY]

@@ -47,6 +47,25 @@ def summary(judged: list[tuple[float, bool, float]], bins: int = 10) -> dict:
             "accuracy": sum(ok for _, ok, _ in judged) / n}
 
 
+def ece_interval(judged: list[tuple[float, bool, float]], rounds: int = 1000, seed: int = 0,
+                 bins: int = 10) -> tuple[float, float]:
+    """The 95% bootstrap interval of the ECE over the cases (resampled with a fixed seed), so a
+    target like 0.05 is judged with the figure's noise."""
+    if not judged:
+        return 0.0, 0.0
+    p = np.array([j[0] for j in judged])
+    ok = np.array([float(j[1]) for j in judged])
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    rng = np.random.default_rng(seed)
+    eces = []
+    for _ in range(rounds):
+        pick = rng.integers(0, len(p), len(p))
+        gap = np.bincount(which[pick], p[pick] - ok[pick], minlength=bins)
+        eces.append(np.abs(gap).sum() / len(p))
+    low, high = np.percentile(eces, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def fit_unknown(rows: list[Row], temperature: float, ridge: float = 1e-2) -> tuple[float, float, float, float]:
     x = np.array([unknown_features(s, n, temperature) for _, s, n in rows])
     y = np.array([1.0 if not truth else 0.0 for truth, _, _ in rows])

@@ -9,7 +9,8 @@
   notes' protocol takes out only the campaign (its group keeps relationships cited to the same
   reports); it is run too, labelled "research protocol (leaks)", and never judged on.
 * E3, country: the country of the top candidate (and of the most probable country) in E1.
-* Hyperparameters (``alpha``, the TF-IDF view's weight and IDF power) are cross-fitted: chosen on
+* Hyperparameters (``alpha``, the IDF power, the weights of the TF-IDF and closest-reports views
+  and how many reports the latter averages) are cross-fitted: chosen on
   E1 cases of one half of the groups, measured on the other half, and the other way round.
 * Calibration: expected calibration error (10 bins, top candidate) and the multi-class Brier
   score over candidates plus "unknown", on E1 cases and on E1 cases whose group is removed from
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from varde.analysis.attack import AttackIndex
-from varde.analysis.attribution.calibrate import Row, fit, judge, summary
+from varde.analysis.attribution.calibrate import Row, ece_interval, fit, judge, summary
+from varde.analysis.attribution.countries import pooled_scores, shares
 from varde.analysis.attribution.model import Basis, Params, Profiles, posterior, report_sets
 
 MIN_FEATURES = 5
@@ -116,9 +118,22 @@ def campaign_cases(index: AttackIndex, software: bool, strict: bool = True) -> I
         if not own:
             continue
         features = tuple(sorted({u.target for u in own}))
-        cited = frozenset(c for u in index.uses if u.source == campaign.id for c in u.citations)
+        cited = frozenset(c for u in index.uses if u.source == campaign.id
+                          for c in u.citations or (f"uncited {campaign.id}",))
         yield Case(f"{campaign.id} {campaign.name}", campaign.attributed_to[0], features,
                    cited if strict else frozenset(), frozenset({campaign.id}))
+
+
+def ceiling(basis: Basis, cases: list[Case]) -> float:
+    """The share of cases whose group keeps at least one of the query's features once the case's
+    reports are forgotten: no ranker can find the others (an upper bound on top-k)."""
+    kept = 0
+    for case in cases:
+        counts, _ = basis.held_out(case.forget)
+        cols = [basis.column[f] for f in case.features if f in basis.column]
+        row = basis.row.get(case.truth)
+        kept += row is not None and bool((counts[row, cols] > 0).any())
+    return kept / max(len(cases), 1)
 
 
 def novel_cases(cases: list[Case]) -> Iterator[Case]:
@@ -135,6 +150,7 @@ class Scored:
     case: Case
     scores: dict[str, float]
     features: int
+    pooled: dict[str, float] = field(default_factory=dict)  # countries' pooled-profile scores
 
     @property
     def row(self) -> Row:
@@ -147,7 +163,8 @@ def score_case(basis: Basis, case: Case, params: Params) -> Scored:
     removed = case.removed | {c.id for c in index.campaigns() if set(c.attributed_to) & case.removed}
     profiles = Profiles(basis, params, case.forget, frozenset(removed))
     known = [f for f in case.features if profiles.known(f)]
-    return Scored(case, profiles.scores(known), len(known))
+    pooled = pooled_scores(profiles, known, lambda c: _country(index, c))
+    return Scored(case, profiles.scores(known), len(known), pooled)
 
 
 def run_case(basis: Basis, case: Case, params: Params) -> Outcome:
@@ -164,10 +181,8 @@ def outcome(index: AttackIndex, scored: Scored, params: Params) -> Outcome:
     rank = None
     if case.truth in scores:
         rank = 1 + sum(1 for c in scores if c != case.truth and scores[c] >= scores[case.truth])
-    countries: dict[str, float] = defaultdict(float)
-    for c, p in probs.items():
-        if _country(index, c):
-            countries[_country(index, c)] += p
+    countries = shares(probs, unknown, scored.pooled, lambda c: _country(index, c), params.country_mix,
+                       params.country_temperature)
     best = max(sorted(countries), key=lambda k: countries[k]) if countries else None
     truth_p = probs.get(case.truth, 0.0) if case.truth else unknown
     return Outcome(rank, top, probs.get(top, 0.0) if top else 0.0, truth_p, unknown,
@@ -194,48 +209,85 @@ def cross_fitted(index: AttackIndex, scored: list[Scored], base: Params) -> dict
     for fold in (0, 1):
         params = fit([s.row for s in scored if _fold(s) != fold], base)
         judged += judge([s.row for s in scored if _fold(s) == fold], params)
-    return summary(judged)
+    low, high = ece_interval(judged)
+    return {**summary(judged), "ece_interval_95": [low, high]}
 
 
-GRID = {"alpha": (0.1, 0.3), "idf_power": (1.0, 2.0, 3.0), "cosine": (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)}
+GRID = {"alpha": (0.1, 0.3), "idf_power": (1.0, 2.0, 3.0), "cosine": (0.0, 0.5, 1.0, 2.0, 3.0, 5.0),
+        "reports": (0.0, 1.0, 2.0, 4.0, 8.0), "top_reports": (1, 2, 3)}
 
 
-def _views(basis: Basis, cases: list[Case], params: Params) -> list[tuple[Case, list[str], np.ndarray, np.ndarray]]:
-    out = []
-    for case in cases:
+def _grid_ranks(basis: Basis, cases: list[Case], params: Params) -> dict[int, np.ndarray]:
+    """For each ``top_reports``: the truth's rank (0: not a candidate) per case and per
+    (``cosine``, ``reports``) pair of the grid, with ``alpha`` and the IDF power of ``params``."""
+    pairs = np.array([(w, r) for w in GRID["cosine"] for r in GRID["reports"]])
+    out = {top: np.zeros((len(cases), len(pairs)), dtype=int) for top in GRID["top_reports"]}
+    for i, case in enumerate(cases):
         profiles = Profiles(basis, params, case.forget, case.removed)
-        out.append((case, profiles.candidates, *profiles.views(f for f in case.features if profiles.known(f))))
+        if case.truth not in profiles.row:
+            continue
+        t = profiles.row[case.truth]
+        known = [f for f in case.features if profiles.known(f)]
+        for top in GRID["top_reports"]:
+            llr, cos, near = profiles.views(known, top)
+            total = llr[None, :] + pairs[:, :1] * cos[None, :] + pairs[:, 1:] * near[None, :]
+            out[top][i] = (total >= total[:, t : t + 1]).sum(axis=1)
     return out
 
 
-def _rank(candidates: list[str], score: np.ndarray, truth: str) -> int | None:
-    if truth not in candidates:
-        return None
-    return int((score >= score[candidates.index(truth)]).sum())
-
-
-def _ranks(views: list, weight: float, fold: dict[str, int], half: int) -> list[int | None]:
-    return [_rank(names, llr + weight * cos, c.truth) for c, names, llr, cos in views if fold[c.truth] == half]
-
-
-def _mrr(ranks: list[int | None]) -> float:
-    return sum(1 / r for r in ranks if r) / max(len(ranks), 1)
+def _mrr(ranks: np.ndarray) -> float:
+    return float(np.where(ranks > 0, 1.0 / np.maximum(ranks, 1), 0.0).mean()) if len(ranks) else 0.0
 
 
 def select(basis: Basis, cases: list[Case], base: Params) -> dict:
     """Cross-fitted hyperparameters: for each half of the groups, the grid point with the best
-    MRR on the other half's cases, and that half's ranks under it."""
-    views = {(a, p): _views(basis, cases, replace(base, alpha=a, idf_power=p))
-             for a in GRID["alpha"] for p in GRID["idf_power"]}
-    fold = {c.truth: zlib.crc32(c.truth.encode()) % 2 for c in cases}
-    chosen, ranks = {}, []
-    for half in (0, 1):
-        key, weight = max(((k, w) for k in views for w in GRID["cosine"]),
-                          key=lambda kw: _mrr(_ranks(views[kw[0]], kw[1], fold, 1 - half)))
-        chosen[half] = {"alpha": key[0], "idf_power": key[1], "cosine": weight}
-        ranks += _ranks(views[key], weight, fold, half)
-    tally = Tally([Outcome(r, None, 0.0, 0.0, 0.0) for r in ranks])
-    return {**tally.summary(), "chosen_per_half": chosen}
+    MRR on the other half's cases, and that half's ranks under it; and the best point over all
+    cases (what ships)."""
+    ranks = {(a, p, top): r for a in GRID["alpha"] for p in GRID["idf_power"]
+             for top, r in _grid_ranks(basis, cases, replace(base, alpha=a, idf_power=p)).items()}
+    pairs = [(w, r) for w in GRID["cosine"] for r in GRID["reports"]]
+    points = [(key, j) for key in ranks for j in range(len(pairs))]
+    half = np.array([zlib.crc32(c.truth.encode()) % 2 for c in cases])
+
+    def best(rows: np.ndarray) -> tuple[tuple, int]:
+        return max(points, key=lambda kj: _mrr(ranks[kj[0]][rows, kj[1]]))
+
+    chosen, held = {}, []
+    for h in (0, 1):
+        key, j = best(half != h)
+        chosen[h] = _point(key, pairs[j])
+        held += [int(r) or None for r in ranks[key][half == h, j]]
+    key, j = best(np.ones(len(cases), dtype=bool))
+    tally = Tally([Outcome(r, None, 0.0, 0.0, 0.0) for r in held])
+    return {**tally.summary(), "chosen_per_half": chosen, "best_on_all": _point(key, pairs[j])}
+
+
+COUNTRY_GRID = {"country_mix": (0.0, 0.1, 0.2, 0.3, 0.5, 0.7), "country_temperature": (2.0, 4.0, 8.0, 16.0)}
+
+
+def select_country(index: AttackIndex, scored: list[Scored], base: Params) -> dict:
+    """E3 with the country mixture cross-fitted: for each half of the groups, the grid point with
+    the most right countries on the other half, measured on this half; and the best over all."""
+    rated = [s for s in scored if _country(index, s.case.truth)]
+    half = np.array([zlib.crc32(s.case.truth.encode()) % 2 for s in rated])
+    points = [replace(base, country_mix=m, country_temperature=t)
+              for m in COUNTRY_GRID["country_mix"] for t in COUNTRY_GRID["country_temperature"]]
+    right = np.array([[outcome(index, s, p).country_best == _country(index, s.case.truth) for s in rated]
+                      for p in points])
+    chosen, hits = {}, 0
+    for h in (0, 1):
+        j = int(np.argmax(right[:, half != h].sum(axis=1)))
+        chosen[h] = {"country_mix": points[j].country_mix, "country_temperature": points[j].country_temperature}
+        hits += int(right[j, half == h].sum())
+    j = int(np.argmax(right.sum(axis=1)))
+    return {"cases": len(rated), "most_probable_country": hits / max(len(rated), 1),
+            "plain_sum": float(right[0].mean()) if len(rated) else 0.0, "chosen_per_half": chosen,
+            "best_on_all": {"country_mix": points[j].country_mix,
+                            "country_temperature": points[j].country_temperature}}
+
+
+def _point(key: tuple, pair: tuple[float, float]) -> dict:
+    return {"alpha": key[0], "idf_power": key[1], "cosine": pair[0], "reports": pair[1], "top_reports": key[2]}
 
 
 def evaluate(index: AttackIndex, params: Params | None = None, step: int = 1) -> dict:
@@ -250,14 +302,16 @@ def evaluate(index: AttackIndex, params: Params | None = None, step: int = 1) ->
         cases = list(loro_cases(index, software, basis.reports))[::step]
         scored = [score_case(basis, c, params) for c in cases]
         tally = Tally([outcome(index, s, params) for s in scored])
-        out[f"E1 {label}"] = tally.summary()
+        out[f"E1 {label}"] = {**tally.summary(), "ceiling": ceiling(basis, cases)}
         top, rated = tally.country("top")
         best, _ = tally.country("best")
         out[f"E3 {label}"] = {"cases": rated, "country_of_top_candidate": top, "most_probable_country": best}
         campaigns = list(campaign_cases(index, software))
-        out[f"E2 {label}"] = Tally([run_case(basis, c, params) for c in campaigns]).summary()
+        out[f"E2 {label}"] = {**Tally([run_case(basis, c, params) for c in campaigns]).summary(),
+                              "ceiling": ceiling(basis, campaigns)}
         leaky = list(campaign_cases(index, software, strict=False))
         out[f"E2 {label}, research protocol (leaks)"] = Tally([run_case(basis, c, params) for c in leaky]).summary()
+        out[f"E3 {label}, cross-fitted country mixture"] = select_country(index, scored, params)
         if software:
             out[f"E1 {label}, cross-fitted hyperparameters"] = select(basis, cases, params)
             novel = [score_case(basis, c, params) for c in list(novel_cases(cases))[::2]]

@@ -21,6 +21,10 @@ features, weighted ``idf ** idf_power``, on the candidate's unit TF-IDF profile
 (``log(1 + n_cf) * idf ** idf_power``). It ranks well where per-report rates are thin (a group
 documented by many short citations of one feature each), and it grows with the number and
 specificity of the observed features, so a few generic techniques still say little.
+
+A third view, weight ``reports``, scores the candidate by its closest individual reports
+(:mod:`.reportview`): the mean of the ``top_reports`` best projections of the observed features
+on one report's features.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from varde.analysis.attack import AttackIndex
+from varde.analysis.attribution.reportview import Closest, ReportView
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,10 @@ class Params:
     implied: float = 0.1  # share of a software's count lent to the techniques it uses
     cosine: float = 0.0  # weight of the TF-IDF view (see Profiles.views) added to the llr
     idf_power: float = 2.0  # the TF-IDF view weighs features by idf ** idf_power
+    reports: float = 0.0  # weight of the closest-reports view (see :mod:`.reportview`)
+    top_reports: int = 2  # how many of a candidate's closest reports that view averages
+    country_mix: float = 0.0  # share of the pooled country profiles at country level (.countries)
+    country_temperature: float = 4.0  # divides the pooled country scores
     temperature: float = 8.0  # divides the summed llr (features are not independent)
     # Logistic model of "an actor not in the data" on how well the best candidate explains the
     # evidence: bias, best tempered score, its lead over the second, log(1 + features).
@@ -108,6 +117,7 @@ class Basis:
         self.lends = {s: np.array(sorted(t)) for s, t in sorted(lends.items())}
         self.loans = _loans(lends)
         self.lent: dict[float, np.ndarray] = {}
+        self.pages = ReportView(self.reports, self.row, self.column)
 
     def held_out(self, forget: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
         """Citation counts and reports per candidate once the ``forget`` reports are gone."""
@@ -169,10 +179,12 @@ class Profiles:
         self.candidates = [c for c, k in zip(self.basis.candidates, keep, strict=True) if k]
         self.row = {c: i for i, c in enumerate(self.candidates)}
         self.keep = keep
+        self.alive = self.basis.pages.alive(forget, keep)
+        self.position = np.where(keep, np.cumsum(keep) - 1, -1)
         self._fit(counts[keep], totals[keep], (counts != self.basis.counts)[keep].any(axis=1))
 
     def _fit(self, counts: np.ndarray, reports: np.ndarray, changed: np.ndarray) -> None:
-        self.reports = reports
+        self.reports, self.raw = reports, counts
         self.direct = counts > 0
         groups = np.array([c.startswith("G") for c in self.candidates])
         self.shared_by = self.direct[groups].sum(axis=0)
@@ -182,6 +194,7 @@ class Profiles:
         background = (counts[groups].sum(axis=0) + 1) / (self.reports[groups].sum() + len(self.features))
         theta = np.minimum((counts + a * background) / (self.reports[:, None] + a), 0.999)
         absent = np.log((1 - theta) / (1 - background))
+        self.background = background
         self.present = np.log(theta / background) - absent
         self.absent, self.base = absent, absent.sum(axis=1)
         self.counts = counts
@@ -208,21 +221,34 @@ class Profiles:
         """Whether the index knows the id (a technique or software of this release)."""
         return feature in self.column
 
-    def views(self, features: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Per candidate: the summed log-likelihood ratio of the observed (known) features, and
-        the projection of the observed features' weights onto the candidate's unit TF-IDF
-        profile (a cosine times the query's length, so it grows with the number and specificity
-        of the features, like evidence; a normalised cosine lets two generic techniques crown
-        whichever small profile has both)."""
-        cols = [self.column[f] for f in dict.fromkeys(features) if f in self.column]
+    def _cols(self, features: Iterable[str]) -> list[int]:
+        return [self.column[f] for f in dict.fromkeys(features) if f in self.column]
+
+    def views(self, features: Iterable[str], top: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per candidate: the summed log-likelihood ratio of the observed (known) features, the
+        projection of the observed features' weights onto the candidate's unit TF-IDF profile (a
+        cosine times the query's length, so it grows with the number and specificity of the
+        features, like evidence; a normalised cosine lets two generic techniques crown whichever
+        small profile has both), and the closest-reports view (mean of the ``top`` best)."""
+        cols = self._cols(features)
         llr = self.base + self.present[:, cols].sum(axis=1)
-        return llr, self.tfidf[:, cols] @ self.idf[cols]
+        pages = self.basis.pages
+        sims = pages.similarities(self.alive, self.idf, cols)
+        near = pages.view(sims, self.alive, self.position, len(self.candidates), top or self.params.top_reports)
+        return llr, self.tfidf[:, cols] @ self.idf[cols], near
 
     def scores(self, features: Iterable[str]) -> dict[str, float]:
-        """Each candidate's score: the llr plus ``cosine`` times the TF-IDF projection."""
-        llr, cosine = self.views(features)
-        total = llr + self.params.cosine * cosine
+        """Each candidate's score: the llr plus ``cosine`` times the TF-IDF projection plus
+        ``reports`` times the closest-reports view."""
+        llr, cosine, near = self.views(features)
+        total = llr + self.params.cosine * cosine + self.params.reports * near
         return {c: float(total[i]) for i, c in enumerate(self.candidates)}
+
+    def closest(self, candidate: str, features: Iterable[str]) -> Closest | None:
+        """The candidate's live report most similar to the observed features."""
+        cols = self._cols(features)
+        sims = self.basis.pages.similarities(self.alive, self.idf, cols)
+        return self.basis.pages.closest(sims, self.alive, self.basis.row[candidate], cols)
 
     def _lender(self, r: int, c: int) -> str:
         for software, techniques in self.basis.lends.items():

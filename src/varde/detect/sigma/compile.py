@@ -417,7 +417,7 @@ def re2_accepts(pattern: str) -> bool:
 
     try:
         re2.compile(pattern)
-    except Exception:  # re2 raises its own error type, differing between builds
+    except Exception:  # noqa: BLE001 -- re2 raises its own error type, differing between builds
         return False
     return True
 

@@ -168,7 +168,7 @@ def load_placeholders(path: Path) -> dict[str, list[str]]:
     """Placeholder values from a YAML file: ``name: [value, ...]``."""
     data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of placeholder names to value lists")
+        raise ValueError(f"{path}: expected a mapping of placeholder names to value lists")  # noqa: TRY004 -- a bad file, not a bad argument
     return {str(k): [str(v) for v in (vs if isinstance(vs, list) else [vs])] for k, vs in data.items()}
 
 
@@ -314,7 +314,7 @@ class _FileLoader:
             return CompiledRule(info, predicates, rule_event_ids(item))
         except UnsupportedRule as exc:
             return fail("errors", str(exc))
-        except Exception as exc:  # pySigma raises many types on odd rules; never stop the load
+        except Exception as exc:  # noqa: BLE001 -- pySigma raises many types on odd rules; never stop the load
             return fail("errors", f"{type(exc).__name__}: {exc}")
 
 
