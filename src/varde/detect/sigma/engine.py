@@ -27,7 +27,7 @@ import duckdb
 
 from varde.detect.sigma.compile import TEXT_FIELD, Column, Predicate
 from varde.detect.sigma.logsource import Target
-from varde.detect.sigma.rowfilter import Atom, by_length, necessary, row_filter
+from varde.detect.sigma.rowfilter import Atom, by_length, holds, necessary, row_filter
 from varde.detect.sigma.rules import CompiledRule, RuleProblem, RuleSet
 from varde.events.store import EventStore, quote, sql_literal
 
@@ -394,7 +394,7 @@ class GroupValues:
         counts = self._counts().get(atom[1])
         if counts is None:
             return by_length(atom)
-        matching = sum(n for value, n in counts.items() if _holds(value, atom[2], atom[3]))
+        matching = sum(n for value, n in counts.items() if holds(value, atom))
         total = max(1, sum(counts.values()))
         return None if matching * 20 > total else 1000 - matching * 1000 // total
 
@@ -434,17 +434,6 @@ class GroupValues:
         if kind == "starts":
             return any("\x00" + t in joined for t in texts)
         return any(t + "\x00" in joined for t in texts)
-
-
-def _holds(value: str, kind: str, texts: list[str]) -> bool:
-    """Whether prefilter atom (``kind``, ``texts``) holds for ``value``."""
-    if kind == "eq":
-        return value in texts
-    if kind == "contains":
-        return any(t in value for t in texts)
-    if kind == "starts":
-        return value.startswith(tuple(texts))
-    return value.endswith(tuple(texts))
 
 
 def _atom_fields(pre: object) -> Iterator[str]:

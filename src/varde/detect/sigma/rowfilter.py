@@ -40,6 +40,18 @@ def by_length(atom: Atom) -> int | None:
     return None if shortest < MIN_TEXT else shortest
 
 
+def holds(value: str, atom: Atom) -> bool:
+    """Whether ``atom`` holds for ``value`` (a field's lower-cased value)."""
+    _, _, kind, texts = atom
+    if kind == "eq":
+        return value in texts
+    if kind == "contains":
+        return any(t in value for t in texts)
+    if kind == "starts":
+        return value.startswith(tuple(texts))
+    return value.endswith(tuple(texts))
+
+
 def necessary(pre: object, rank: Callable[[Atom], int | None] = by_length) -> tuple | None:
     """A necessary condition of prefilter ``pre`` made of its selective atoms (every part of an
     "or", the selective parts of an "and"), or None when it has none (``rank`` says which
