@@ -89,31 +89,40 @@ def load_hits(store: EventStore, findings: Sequence[Finding],
     address = "coalesce(" + ", ".join(f"nullif(e.{quote(n)}, '-')" for n in _ADDRESS_FIELDS) + ")"
     agent = "coalesce(" + ", ".join(f"nullif(e.{quote(n)}, '-')" for n in _AGENT_FIELDS) + ")"
     sigma = "m.detector = 'sigma'"
-    rows = store.con.execute(f"""
+    joined = f"""
         WITH m AS (SELECT 'exchange' AS detector, rule_uid, key, attrs::VARCHAR AS attrs FROM detector_matches
             UNION ALL SELECT DISTINCT 'sigma', rule_uid, key, NULL FROM sigma_matches)
         SELECT m.detector, m.rule_uid, m.key, e.ts, e.host, v.path, e.locator, m.attrs,
             CASE WHEN {sigma} THEN {address} END, CASE WHEN {sigma} THEN replace({agent}, '+', ' ') END,
             e."s-ip", e."s-port"
-        FROM m JOIN {events} e USING (key) JOIN evidence v ON v.id = e.evidence
-        ORDER BY 4 NULLS LAST, 3, 2""")  # one pass over the events for both kinds of matches
+        FROM m JOIN {events} e USING (key) JOIN evidence v ON v.id = e.evidence"""  # one pass for both kinds
     out = []
     shared: dict[str, str] = {}  # one object per distinct file and host name
-    for detector, uid, key, ts, host, path, locator, attrs, address, agent, server, port in _rows(rows):
-        finding = by_rule.get((detector, uid, host))
-        if finding is None:  # a hidden rule (a correlation's base) or one whose finding was dropped
-            continue
-        given = json.loads(attrs) if attrs else {"source_ip": address, "user_agent": agent}
-        values = {k: str(v) for k, v in given.items() if v not in (None, "")} or _NO_ATTRS
-        if relayed(values.get("source_ip"), server, port):
-            values = {**values, "relay": values["source_ip"]}
-            del values["source_ip"]
-        canonical = identity.of(host, path)
-        logged = host if named(host) and host != canonical else None
-        path = shared.setdefault(path, path)
-        out.append(Hit(finding, int(key), utc(ts), canonical and shared.setdefault(canonical, canonical), path,
-                       locator, values, logged))
+    with store.staged(joined) as table:  # sorted once joined (see EventStore.staged)
+        for row in _rows(store.con.execute(f"SELECT * FROM {table} ORDER BY 4 NULLS LAST, 3, 2")):
+            hit = _hit(row, by_rule, identity, shared)
+            if hit is not None:
+                out.append(hit)
     return regroup(findings, out)
+
+
+def _hit(row: tuple[Any, ...], by_rule: dict[tuple[str, str, str | None], Finding], identity: HostIdentity,
+         shared: dict[str, str]) -> Hit | None:
+    """The hit of one joined row; None for a rule without a finding (a correlation's hidden base,
+    or a dropped one). ``shared`` holds one object per distinct file and host name."""
+    detector, uid, key, ts, host, path, locator, attrs, address, agent, server, port = row
+    finding = by_rule.get((detector, uid, host))
+    if finding is None:
+        return None
+    given = json.loads(attrs) if attrs else {"source_ip": address, "user_agent": agent}
+    values = {k: str(v) for k, v in given.items() if v not in (None, "")} or _NO_ATTRS
+    if relayed(values.get("source_ip"), server, port):
+        values = {**values, "relay": values["source_ip"]}
+        del values["source_ip"]
+    canonical = identity.of(host, path)
+    logged = host if named(host) and host != canonical else None
+    canonical = shared.setdefault(canonical, canonical) if canonical else canonical
+    return Hit(finding, int(key), utc(ts), canonical, shared.setdefault(path, path), locator, values, logged)
 
 
 def _rows(result: duckdb.DuckDBPyConnection, size: int = 8192) -> Iterator[tuple[Any, ...]]:

@@ -112,7 +112,8 @@ def fetch_hits(store: EventStore, correlation: SigmaCorrelationRule, refs: list[
             f"JOIN (SELECT DISTINCT key FROM sigma_matches WHERE rule_uid = {sql_literal(uid)}) m USING (key) "
             "WHERE e.ts IS NOT NULL"
         )
-    rows = store.query(" UNION ALL ".join(selects) + " ORDER BY ts, key, rule")
+    with store.staged(" UNION ALL ".join(selects)) as table:  # sorted once joined (see EventStore.staged)
+        rows = store.query(f"SELECT * FROM {table} ORDER BY ts, key, rule")
     n = len(group_by)
     return [Hit(r[0], r[1], r[2], tuple(r[3 : 3 + n]), r[3 + n]) for r in rows]
 

@@ -35,19 +35,19 @@ def build_findings(
 ) -> list[Finding]:
     """Findings for every rule uid in ``rules`` with matches in ``table``, except ``hidden`` ones."""
     hidden = set(hidden)
-    summary = store.query(
-        "SELECT m.rule_uid, e.host, count(*), min(e.ts), max(e.ts) "
-        f"FROM (SELECT DISTINCT rule_uid, key FROM {table}) m JOIN events e USING (key) "
-        "GROUP BY 1, 2 ORDER BY 1, 2 NULLS FIRST"
-    )
-    refs = store.query(
-        "SELECT rule_uid, host, path, locator FROM ("
-        " SELECT m.rule_uid, e.host, v.path, e.locator, row_number() OVER "
-        "  (PARTITION BY m.rule_uid, e.host ORDER BY e.ts NULLS LAST, e.key) AS n "
-        f" FROM (SELECT DISTINCT rule_uid, key FROM {table}) m JOIN events e USING (key) "
-        " JOIN evidence v ON v.id = e.evidence"
-        f") WHERE n <= {MAX_EVIDENCE} ORDER BY rule_uid, host NULLS FIRST, n"
-    )
+    joined = (f"SELECT m.rule_uid, e.host, e.ts, e.key, e.evidence, e.locator FROM (SELECT DISTINCT rule_uid, key "
+              f"FROM {table}) m JOIN events e USING (key)")
+    with store.staged(joined) as matched:  # joined once, then counted and ranked (see EventStore.staged)
+        summary = store.query(
+            f"SELECT rule_uid, host, count(*), min(ts), max(ts) FROM {matched} GROUP BY 1, 2 ORDER BY 1, 2 NULLS FIRST"
+        )
+        refs = store.query(
+            "SELECT rule_uid, host, path, locator FROM ("
+            " SELECT m.rule_uid, m.host, v.path, m.locator, row_number() OVER "
+            "  (PARTITION BY m.rule_uid, m.host ORDER BY m.ts NULLS LAST, m.key) AS n "
+            f" FROM {matched} m JOIN evidence v ON v.id = m.evidence"
+            f") WHERE n <= {MAX_EVIDENCE} ORDER BY rule_uid, host NULLS FIRST, n"
+        )
     evidence: dict[tuple[str, str | None], list[EvidenceRef]] = defaultdict(list)
     for uid, host, path, locator in refs:
         evidence[(uid, host)].append(EvidenceRef(path=path, locator=locator))
