@@ -85,7 +85,10 @@ class Spraying:
         attempts = _attempts(store)
         if attempts is None:
             return
-        base = f"""WITH a AS (SELECT * FROM {attempts} WHERE source_ip IS NOT NULL AND account IS NOT NULL),
+        # made once: the queries below each read it (the account's regexes ran per query)
+        known = store.materialise("auth_attempts", f"SELECT * FROM {attempts} "
+                                  "WHERE source_ip IS NOT NULL AND account IS NOT NULL")
+        base = f"""WITH a AS (SELECT * FROM {known}),
             sprayers AS (SELECT source_ip FROM a WHERE NOT ok GROUP BY 1
                          HAVING count(DISTINCT account) >= {SPRAY_ACCOUNTS}),
             brute AS (SELECT source_ip, account FROM a WHERE NOT ok GROUP BY 1, 2 HAVING count(*) >= {BRUTE_FAILURES})"""

@@ -134,10 +134,11 @@ class WebShell:
     def _tunnels(self, store: EventStore, web: str) -> Iterator[Hit]:
         setups = " OR ".join(f"regexp_matches(split_part(uri_decoded, '?', 2), {sql_literal(rx)})"
                              for _, rx in web_folders().tunnels)
-        yield from hits(store, TUNNEL, f"""WITH w AS (SELECT *, split_part(uri, '?', 1) AS page FROM {web}),
-            s AS (SELECT DISTINCT source_ip, page FROM w WHERE {setups})
+        page = "split_part(uri, '?', 1)"  # not a CTE of every request: DuckDB would materialise it
+        yield from hits(store, TUNNEL, f"""WITH s AS (SELECT DISTINCT source_ip, {page} AS page FROM {web} WHERE {setups})
             SELECT w.key, w.source_ip, w.user_agent, w."user", w.request_id, w.uri AS url, w.status,
-            w.page AS webshell FROM w JOIN s ON w.source_ip IS NOT DISTINCT FROM s.source_ip AND w.page = s.page""")
+            s.page AS webshell FROM {web} w JOIN s ON w.source_ip IS NOT DISTINCT FROM s.source_ip
+            AND split_part(w.uri, '?', 1) = s.page""")
 
     def _file_writes(self, store: EventStore) -> Iterator[Hit]:
         facts = web_folders()

@@ -27,7 +27,7 @@ from varde.detect.sigma.logsource import Target
 logger = logging.getLogger(__name__)
 
 #: Bump when the compiled form or its meaning changes.
-CACHE_FORMAT = 8
+CACHE_FORMAT = 9
 
 
 def default_cache_dir() -> Path | None:

@@ -151,12 +151,15 @@ def prefilter(node: object, target: Target) -> Prefilter:
         values = node.value.values if isinstance(node.value, SigmaExpansion) else [node.value]
         if isinstance(node.value, SigmaCIDRExpression) and node.value.network.version == 4:
             values = [SigmaString(p) for p in node.value.expand(wildcard="*")]
-        shapes = [_value_shape(v) for v in values]
+        shapes = [_value_shape(v) or _fragment(v) for v in values]
         if not shapes or any(shape is None for shape in shapes):
             return None
         field = target.field_name(node.field)
         return _simplify(("or", [("atom", field, kind, [text]) for kind, text in shapes]))  # type: ignore[misc]
-    return None  # keywords too: the text of every event differs, its distinct values are no index
+    if isinstance(node, ConditionValueExpression):  # a keyword: the engine tests it on rows, see rowfilter
+        shape = _value_shape(node.value) or _fragment(node.value)
+        return ("atom", TEXT_FIELD, "contains", [shape[1]]) if shape else None
+    return None
 
 
 def _simplify(pre: Prefilter) -> Prefilter:
@@ -358,7 +361,11 @@ def rule_event_ids(rule: SigmaRule) -> frozenset[int] | None:
 
 def _plain_shape(node: Any) -> tuple[str, str, str] | None:
     """(field, kind, lower-cased text) when ``node`` is a case-insensitive match of one plain
-    string (kind: eq, contains, starts, ends), else None."""
+    string (kind: eq, contains, starts, ends), else None. A keyword (a field-less value) is a
+    ``contains`` match of the event's text (:data:`TEXT_FIELD`)."""
+    if isinstance(node, ConditionValueExpression):
+        shape = _value_shape(node.value)
+        return (TEXT_FIELD, "contains", shape[1]) if shape else None
     if not isinstance(node, ConditionFieldEqualsValueExpression):
         return None
     shape = _value_shape(node.value)
@@ -377,6 +384,17 @@ def _value_shape(value: Any) -> tuple[str, str] | None:
         return None
     kind = "contains" if lead and trail else "ends" if lead else "starts" if trail else "eq"
     return kind, core[0].lower()
+
+
+def _fragment(value: Any) -> tuple[str, str] | None:
+    """("contains", the longest literal piece, lower-cased) of a case-insensitive string with
+    wildcards inside (``*a?b*``): a value that matches it contains each of its pieces."""
+    if type(value) is not SigmaString:
+        return None
+    pieces = [p for p in value.s if isinstance(p, str) and p]
+    if not pieces or any(not isinstance(p, str | SpecialChars) for p in value.s):
+        return None
+    return "contains", max(pieces, key=len).lower()
 
 
 def merged_match(column: str, kind: str, texts: list[str]) -> str:

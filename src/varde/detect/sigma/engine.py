@@ -27,6 +27,7 @@ import duckdb
 
 from varde.detect.sigma.compile import TEXT_FIELD, Column, Predicate
 from varde.detect.sigma.logsource import Target
+from varde.detect.sigma.rowfilter import Atom, by_length, holds, necessary, row_filter
 from varde.detect.sigma.rules import CompiledRule, RuleProblem, RuleSet
 from varde.events.store import EventStore, quote, sql_literal
 
@@ -37,6 +38,9 @@ CHUNK_RULES = 100
 
 #: Groups with fewer events are matched straight from their partitions, without a temporary table.
 SMALL_GROUP_ROWS = 1_000
+
+#: Plans of fewer rules run without a row filter: the filter costs about what a rule does.
+FILTER_RULES = 10
 
 #: Sigma field names that are common columns of the event schema, not own fields.
 COMMON_FIELDS = {
@@ -251,14 +255,31 @@ class SigmaEngine:
     def _run_group(self, con: duckdb.DuckDBPyConnection, group: Group, plan: list[tuple[str, Predicate]]) -> None:
         """Run ``plan`` on one group, after dropping the rules its prefilter values rule out."""
         resolve = field_resolver([name for name, _ in group.columns])
-        values = GroupValues(con, lambda field: column_expression(Column(field, False), group, resolve), group.rows)
+        values = GroupValues(con, lambda field: column_expression(Column(field, False), group, resolve), group.rows,
+                             group.events)
         values.load({f for _, p in plan for f in _atom_fields(p.pre)})
         plan = [(uid, p) for uid, p in plan if values.may_match(p.pre)]
         if plan:
-            self._run_union(con, [group], plan)
+            self._run_union(con, [group], plan, values.rank)
 
-    def _run_union(self, con: duckdb.DuckDBPyConnection, groups: list[Group], plan: list[tuple[str, Predicate]]) -> None:
-        """Run ``plan`` over the events of ``groups``, reading the columns it needs lower-cased once.
+    def _run_union(self, con: duckdb.DuckDBPyConnection, groups: list[Group], plan: list[tuple[str, Predicate]],
+                   rank: Callable[[Atom], int | None] = by_length) -> None:
+        """Run ``plan`` over the events of ``groups``; when every rule's prefilter has a selective
+        necessary condition, only on the rows where one of those holds (:mod:`rowfilter`;
+        ``rank`` says which prefilter atoms hold for few rows). A rule without one needs every
+        row, and then a filter would only add a pass; so would one for a few rules (FILTER_RULES)."""
+        conditions: list[tuple | None] = [None]
+        if len(plan) >= FILTER_RULES and all(p.pre is not None for _, p in plan):  # rank may count values
+            conditions = [necessary(p.pre, rank) for _, p in plan]
+        if any(c is None for c in conditions):
+            self._run_rows(con, groups, plan, lambda expression: None)
+        else:
+            self._run_rows(con, groups, plan, lambda expression: row_filter(conditions, expression, rank))
+
+    def _run_rows(self, con: duckdb.DuckDBPyConnection, groups: list[Group], plan: list[tuple[str, Predicate]],
+                  where: Callable[[Callable[[str], str]], str | None]) -> None:
+        """Run ``plan`` over the events of ``groups`` (those ``where`` keeps: it makes SQL from a
+        field's expression), reading the columns it needs lower-cased once.
 
         A small group is read straight from its partition (DuckDB charges per statement, and most
         groups are small); a larger one goes into a temporary table first (a predicate that reads
@@ -272,7 +293,8 @@ class SigmaEngine:
         for group in groups:
             resolve = field_resolver([name for name, _ in group.columns])
             exprs = ", ".join(["key"] + [f"{column_expression(c, group, resolve)} AS {c.ident}" for c in columns])
-            selects.append(f"SELECT {exprs} FROM ({group.rows})")
+            kept = where(lambda f, group=group, resolve=resolve: column_expression(Column(f, False), group, resolve))
+            selects.append(f"SELECT {exprs} FROM ({group.rows})" + (f" WHERE {kept}" if kept else ""))
         rows = " UNION ALL ".join(selects)
         if sum(g.events for g in groups) < SMALL_GROUP_ROWS:
             self._run_chunks(con, plan, f"({rows}) AS sigma_group", "key")
@@ -323,16 +345,35 @@ class GroupValues:
 
     #: Columns whose distinct values add up to more are not indexed (every atom "may match").
     MAX_BYTES = 32 << 20
+    #: Columns whose distinct values add up to more are tested for equality only (a substring
+    #: search scans them all, per text; the row filter of :mod:`rowfilter` does it in one pass).
+    MAX_SCAN = 1 << 20
+    #: Fields with at most this many distinct values have their rows per value counted, to
+    #: judge which prefilter atoms are worth a row filter (see ``rank``).
+    SMALL = 1000
+    #: Fields with more distinct values are not indexed, in groups that may have them: the
+    #: distinct list of a web log's URIs is as large as the log, and under DuckDB's memory limit
+    #: two such lists at once (two groups on two threads) do not fit. Counted first (HyperLogLog).
+    MAX_VALUES = 50_000
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, expression: Callable[[str], str], rows: str) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, expression: Callable[[str], str], rows: str,
+                 events: int = 0) -> None:
         self.con = con
         self.expression = expression  # field -> SQL of its lower-cased value in ``rows``
         self.rows = rows  # SQL selecting the group's rows
+        self.events = events  # rows in the group
         self._columns: dict[str, tuple[set[str], str] | None] = {}
+        self._histograms: dict[str, dict[str, int]] | None = None  # see _counts
 
     def load(self, fields: set[str]) -> None:
         """Fetch the distinct values of ``fields`` in one scan of the group's rows."""
+        self._columns.update({TEXT_FIELD: None} if TEXT_FIELD in fields else {})  # every event's text differs
         names = sorted(fields - set(self._columns))
+        if names and self.events > self.MAX_VALUES:
+            counts = self.con.execute(f"SELECT {', '.join(f'approx_count_distinct({self.expression(n)})' for n in names)} "
+                                      f"FROM ({self.rows})").fetchall()[0]
+            self._columns.update({n: None for n, c in zip(names, counts, strict=True) if c > self.MAX_VALUES})
+            names = [n for n, c in zip(names, counts, strict=True) if c <= self.MAX_VALUES]
         if not names:
             return
         lists = ", ".join(
@@ -345,6 +386,26 @@ class GroupValues:
                 self._columns[name] = None
             else:
                 self._columns[name] = (set(values), "\x00" + "\x00".join(values) + "\x00")
+
+    def rank(self, atom: Atom) -> int | None:
+        """How rare rows meeting prefilter ``atom`` are (higher: rarer; None: too common to
+        filter on): where its field has few distinct values, by the share of the rows it
+        matches (None above one in 20); else by the length of its text (:func:`by_length`)."""
+        counts = self._counts().get(atom[1])
+        if counts is None:
+            return by_length(atom)
+        matching = sum(n for value, n in counts.items() if holds(value, atom))
+        total = max(1, sum(counts.values()))
+        return None if matching * 20 > total else 1000 - matching * 1000 // total
+
+    def _counts(self) -> dict[str, dict[str, int]]:
+        """Rows per value of the loaded fields that have at most SMALL distinct values (one scan)."""
+        if self._histograms is None:
+            small = sorted(f for f, c in self._columns.items() if c is not None and len(c[0]) <= self.SMALL)
+            found = self.con.execute(f"SELECT {', '.join(f'histogram({self.expression(f)})' for f in small)} "
+                                     f"FROM ({self.rows})").fetchall()[0] if small else []
+            self._histograms = {f: dict(h or {}) for f, h in zip(small, found, strict=True)}
+        return self._histograms
 
     def _column(self, field: str) -> tuple[set[str], str] | None:
         self.load({field})
@@ -366,6 +427,8 @@ class GroupValues:
         exact, joined = column
         if kind == "eq":
             return any(t in exact for t in texts)
+        if len(joined) > self.MAX_SCAN:  # Python scans it once per text: leave it to the row filter
+            return True
         if kind == "contains":
             return any(t in joined for t in texts)
         if kind == "starts":
