@@ -56,9 +56,11 @@ LOAD_ROWS = 8_192
 #: (loading the log benchmark's 298,000 events in 8,192-event loads alone cost 6.1 CPU s
 #: committed every 2 loads, 4.2 s every 4), while every table written in a transaction holds
 #: its own buffers until the commit (65,536 events took the benchmark's peak from 934 to
-#: 1,086 MiB at 210 MB).
+#: 1,086 MiB at 210 MB). 32,768 saved the log benchmark about 1.6 CPU s of 16 but its peak grew
+#: with the input (798 -> 836 MiB from 106 to 210 MB, and 629 -> 710 MiB from 1x to 2x of the
+#: events benchmark); at 16,384 it stays flat (810 -> 813, 627 -> 653).
 TRANSACTION_LOADS = 16
-TRANSACTION_ROWS = 32_768
+TRANSACTION_ROWS = 16_384
 
 
 class Spool:
