@@ -188,8 +188,8 @@ class ReadContext:
     exists, so a reader that dies half-way has already delivered what it read. A partition is
     handed on when it holds ``batch_events`` events; when ``pending_events`` are held in all, the
     largest partitions are, until half of them are gone. So a batch is seldom small (every batch
-    costs a fixed price down the line: 1,652 batches for 91,775 events of the benchmark when all
-    were handed on, 546 now) and memory stays bounded however many partitions there are.
+    costs a fixed price down the line: 546 batches for 91,775 events of the benchmark, against
+    1,652 when every partition was handed on) and memory stays bounded however many partitions there are.
     """
 
     def __init__(
@@ -245,9 +245,7 @@ class ReadContext:
         self.records += 1
         self._pending += 1
         if held >= self._batch_events:
-            del self._partitions[(channel, event_id)]
-            self._pending -= held
-            self._sink(PartitionBatch.encode((channel, event_id), partition.batch()))
+            self._hand_on((channel, event_id))
         elif self._pending >= self._pending_events:
             self._flush_largest()
 
@@ -303,17 +301,20 @@ class ReadContext:
         wait and grow (every batch costs a fixed price, here and down the line), and what is held
         stays under ``pending_events``."""
         for key in sorted(self._partitions, key=lambda k: len(self._partitions[k].rows), reverse=True):
-            partition = self._partitions.pop(key)
-            self._pending -= len(partition.rows)
-            self._sink(PartitionBatch.encode(key, partition.batch()))
+            self._hand_on(key)
             if self._pending <= self._pending_events // 2:
                 return
 
     def flush(self) -> None:
         """Hand on the events collected so far, one batch per partition."""
-        partitions, self._partitions, self._pending = self._partitions, {}, 0
-        for key, partition in partitions.items():
-            self._sink(PartitionBatch.encode(key, partition.batch()))
+        for key in list(self._partitions):
+            self._hand_on(key)
+
+    def _hand_on(self, key: tuple[str | None, int | None]) -> None:
+        """Send the events held for partition ``key`` as one batch, and stop holding them."""
+        partition = self._partitions.pop(key)
+        self._pending -= len(partition.rows)
+        self._sink(PartitionBatch.encode(key, partition.batch()))
 
 
 def _column(value: pa.Array | str | None, rows: int) -> pa.Array:
